@@ -1,0 +1,28 @@
+# Intrinsic dataset properties and generalization (Konz & Mazurowski, ICLR 2024), as a workflow.
+# Usage: README.md. Keep heavy imports (torch) out of this file: every cluster job re-parses it.
+
+import os
+
+from snakemake.utils import min_version
+
+min_version("8.0")
+
+
+# The embedded default, found beside this file also when run with --directory elsewhere.
+# A --configfile given on the command line is merged on top of it (nested keys, lists replaced).
+configfile: os.path.join(workflow.basedir, "config", "config.yaml")
+
+
+report: "workflow/report/workflow.rst"
+
+
+include: "workflow/rules/common.smk"
+include: "workflow/rules/prepare.smk"
+include: "workflow/rules/properties.smk"
+
+
+rule all:
+    input:
+        "results/tables/dataset_properties.csv",
+        "results/figures/fig1_dataset_properties.png",
+    default_target: True

@@ -1,0 +1,199 @@
+"""Intrinsic dimension and label sharpness against ground truth and brute force."""
+
+import numpy as np
+import pytest
+import torch
+
+from intrinsic.estimators import (
+    balanced_sample,
+    intrinsic_dimension,
+    label_sharpness,
+    mle_from_distances,
+    mle_id,
+    neighbors_from_sq_distances,
+    pairwise_sq_distances,
+    twonn_from_distances,
+    twonn_id,
+)
+
+
+def embed(latent, ambient_dim, rng):
+    """Isometric embedding of (n, d) points into R^ambient_dim by a random orthonormal map."""
+    basis, _ = np.linalg.qr(rng.normal(size=(ambient_dim, latent.shape[1])))
+    return (latent @ basis.T).astype(np.float32)
+
+
+def sphere(n, d, rng):
+    """Uniform points on the unit d-sphere S^d in R^(d+1): a manifold of dimension d, no boundary."""
+    points = rng.normal(size=(n, d + 1))
+    return points / np.linalg.norm(points, axis=1, keepdims=True)
+
+
+# Measured with n=2000 points in R^300, seeds 0 and 1 (MLE / TwoNN):
+#   S^1: 0.99-1.00 / 0.95-0.98   S^2: 2.01-2.02 / 2.03-2.05   S^3: 2.97-3.00 / 3.03
+#   S^5: 4.83-4.93 / 4.92-5.00   S^8: 7.39-7.43 / 7.58-7.76   S^12: 10.35-10.36 / 10.73-10.92
+# Both estimators are biased low as d grows at fixed n (too few points per neighbourhood), a
+# known property, so the tolerance is 10% up to d=5 and 12% at d=8.
+@pytest.mark.parametrize(("d", "tolerance"), [(1, 0.10), (2, 0.10), (3, 0.10), (5, 0.10), (8, 0.12)])
+def test_recovers_dimension_of_spheres(d, tolerance):
+    rng = np.random.default_rng(0)
+    X = embed(sphere(2000, d, rng), 300, rng)
+    result = intrinsic_dimension(X, k=20)
+    assert result["d_mle"] == pytest.approx(d, rel=tolerance)
+    assert result["d_twonn"] == pytest.approx(d, rel=tolerance)
+
+
+def test_recovers_dimension_of_a_nonlinear_manifold():
+    """Swiss roll (d=2) curled in 3D, then embedded in 100 dimensions."""
+    rng = np.random.default_rng(1)
+    t = 1.5 * np.pi * (1 + 2 * rng.random(2000))
+    height = 20 * rng.random(2000)
+    roll = np.column_stack([t * np.cos(t), height, t * np.sin(t)])
+    X = embed(roll, 100, rng)
+    result = intrinsic_dimension(X)
+    assert result["d_mle"] == pytest.approx(2, rel=0.1)
+    assert result["d_twonn"] == pytest.approx(2, rel=0.1)
+
+
+def test_higher_dimension_is_underestimated_but_ordered():
+    rng = np.random.default_rng(2)
+    estimates = [mle_id(embed(sphere(1500, d, rng), 200, rng)) for d in (4, 8, 16)]
+    assert estimates[0] < estimates[1] < estimates[2] < 16
+
+
+def test_matches_scikit_dimension_formulas():
+    skdim = pytest.importorskip("skdim")
+    rng = np.random.default_rng(3)
+    X = embed(sphere(800, 4, rng), 50, rng).astype(np.float64)
+    ours = intrinsic_dimension(X, k=20)
+    theirs_mle = skdim.id.MLE().fit(X, n_neighbors=20, comb="mle").dimension_
+    theirs_twonn = skdim.id.TwoNN(discard_fraction=0.1).fit(X).dimension_
+    assert ours["d_mle"] == pytest.approx(theirs_mle, rel=1e-5)
+    assert ours["d_twonn"] == pytest.approx(theirs_twonn, rel=1e-5)
+
+
+def test_mle_formula_by_hand():
+    # One point, k=3: distances 1, 2, 4 -> inverse estimate = (log 4 + log 2) / 2.
+    distances = np.array([[1.0, 2.0, 4.0]])
+    assert mle_from_distances(distances, k=3) == pytest.approx(2 / np.log(8))
+
+
+def test_twonn_formula_by_hand():
+    # Ratios mu = e, e^2, e^3, e^4; discarding half keeps x = log mu = [1, 2] with
+    # y = -log(1 - F) = [log(4/3), log 2], and the slope through the origin is x.y / x.x.
+    distances = np.array([[1.0, np.e], [1.0, np.e**2], [1.0, np.e**3], [1.0, np.e**4]])
+    assert twonn_from_distances(distances, discard_fraction=0.5) == pytest.approx(
+        (1 * np.log(4 / 3) + 2 * np.log(2)) / (1 + 4)
+    )
+
+
+def test_distances_are_exact_for_all_chunkings_and_layouts():
+    rng = np.random.default_rng(4)
+    images = rng.integers(0, 256, size=(60, 3, 16, 16), dtype=np.uint8)
+    flat = images.reshape(60, -1).astype(np.float64) / 255
+    reference = ((flat[:, None, :] - flat[None, :, :]) ** 2).sum(-1)
+    for chunk in (7, 100, 768, 10_000):
+        assert np.allclose(pairwise_sq_distances(images, feature_chunk=chunk), reference, rtol=1e-6, atol=1e-9)
+    assert np.allclose(pairwise_sq_distances(flat.astype(np.float32)), reference, rtol=1e-5, atol=1e-6)
+    assert np.allclose(pairwise_sq_distances(torch.from_numpy(images)), reference, rtol=1e-6, atol=1e-9)
+
+
+def test_near_duplicates_keep_their_precision():
+    """Two far-apart clusters of nearly identical points: centring cannot remove the large norms,
+    so float32 |a|^2 + |b|^2 - 2ab alone would cancel catastrophically within a cluster."""
+    rng = np.random.default_rng(5)
+    base = 100 * rng.random(5000)
+    offsets = 1e-2 * rng.random((4, 5000))
+    X = np.concatenate([base + offsets, -base + offsets]).astype(np.float32)
+    wide = X.astype(np.float64)
+    exact = ((wide[:, None] - wide[None]) ** 2).sum(-1)
+    computed = pairwise_sq_distances(X)
+    assert np.allclose(computed, exact, rtol=1e-6, atol=0)
+    within = np.ix_(range(4), range(4))  # squared distances ~0.08 against norms ~1.7e7
+    assert np.allclose(computed[within], exact[within], rtol=1e-12, atol=0)
+
+
+def test_inputs_are_left_untouched():
+    rng = np.random.default_rng(10)
+    for X in (rng.random((30, 50)).astype(np.float32), torch.rand(30, 50)):
+        before = np.asarray(X).copy()
+        intrinsic_dimension(X, k=5)
+        label_sharpness(X, np.repeat([0, 1], 15), m=30)
+        assert np.array_equal(np.asarray(X), before)
+
+
+def test_duplicates_are_counted_once():
+    rng = np.random.default_rng(6)
+    X = embed(sphere(1000, 3, rng), 40, rng)
+    with_copies = np.concatenate([X, X[:100], X[:10]])
+    clean = intrinsic_dimension(X)
+    dup = intrinsic_dimension(with_copies)
+    assert dup["n_duplicates"] == 110
+    assert dup["d_mle"] == pytest.approx(clean["d_mle"], rel=1e-6)
+    assert dup["d_twonn"] == pytest.approx(clean["d_twonn"], rel=1e-6)
+
+
+def test_image_shapes_and_uint8_scale_agree():
+    rng = np.random.default_rng(7)
+    images = rng.integers(0, 256, size=(100, 3, 8, 8), dtype=np.uint8)
+    as_float = images.reshape(100, -1).astype(np.float32) / 255
+    a, b = intrinsic_dimension(images, k=10), intrinsic_dimension(as_float, k=10)
+    assert a["d_mle"] == pytest.approx(b["d_mle"], rel=1e-5)
+    assert twonn_id(images) == pytest.approx(b["d_twonn"], rel=1e-5)
+
+
+def test_too_few_points_is_a_clear_error():
+    with pytest.raises(ValueError, match="more than k=20 distinct points"):
+        intrinsic_dimension(np.random.default_rng(0).random((15, 4)))
+
+
+def brute_force_sharpness(X, y):
+    X = X.reshape(len(X), -1).astype(np.float64)
+    best = 0.0
+    for j in range(len(X)):
+        for k in range(len(X)):
+            if y[j] != y[k]:
+                best = max(best, abs(y[j] - y[k]) / np.linalg.norm(X[j] - X[k]))
+    return best
+
+
+def test_label_sharpness_equals_brute_force():
+    rng = np.random.default_rng(8)
+    images = rng.integers(0, 256, size=(80, 1, 6, 6), dtype=np.uint8)
+    y = np.repeat([0, 1], 40)
+    # m >= n: every sample is used, so the brute force over all pairs is the reference.
+    assert label_sharpness(images, y, m=80, seed=0) == pytest.approx(
+        brute_force_sharpness(images.astype(np.float64) / 255, y), rel=1e-9
+    )
+    X = rng.random((50, 20))
+    y_real = rng.random(50)  # graded labels: |y_j - y_k| varies by pair
+    assert label_sharpness(X, y_real, m=50, seed=0) == pytest.approx(brute_force_sharpness(X, y_real), rel=1e-9)
+
+
+def test_label_sharpness_uses_the_balanced_sample():
+    rng = np.random.default_rng(9)
+    X = rng.random((300, 10))
+    y = np.repeat([0, 1], [200, 100])
+    index = balanced_sample(y, m=120, seed=3)
+    assert np.bincount(y[index]).tolist() == [60, 60]
+    assert label_sharpness(X, y, m=120, seed=3) == pytest.approx(brute_force_sharpness(X[index], y[index]))
+    assert np.array_equal(index, balanced_sample(y, m=120, seed=3))
+
+
+def test_label_sharpness_of_a_known_margin():
+    """Two classes on a line separated by a gap g: K_F = 1/g exactly."""
+    left = np.linspace(0, 1, 50)
+    right = np.linspace(1.25, 3, 50)
+    X = np.concatenate([left, right])[:, None]
+    y = np.repeat([0, 1], 50)
+    assert label_sharpness(X, y, m=100) == pytest.approx(1 / 0.25)
+
+
+def test_identical_images_with_different_labels_are_infinitely_sharp():
+    X = np.array([[0.0, 1.0], [0.0, 1.0], [1.0, 0.0], [0.5, 0.5]])
+    assert label_sharpness(X, np.array([0, 1, 1, 0]), m=4) == float("inf")
+
+
+def test_label_sharpness_needs_two_classes():
+    with pytest.raises(ValueError, match="at least 2 classes"):
+        label_sharpness(np.zeros((4, 2)), np.zeros(4))

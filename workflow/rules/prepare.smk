@@ -1,0 +1,37 @@
+rule prepare_dataset:
+    output:
+        images="results/cache/{dataset}/images.npy",
+        labels="results/cache/{dataset}/labels.npy",
+        groups="results/cache/{dataset}/groups.npy",
+        meta="results/cache/{dataset}/meta.json",
+    params:
+        spec=lambda wildcards: CATALOG[wildcards.dataset],
+        size=config["image"]["size"],
+        channels=config["image"]["channels"],
+    log:
+        "results/logs/prepare_dataset/{dataset}.log",
+    benchmark:
+        "results/benchmarks/prepare_dataset/{dataset}.tsv"
+    conda:
+        CONDA_ENV
+    script:
+        "../scripts/prepare_dataset.py"
+
+
+rule make_split:
+    input:
+        unpack(cache_files),
+    output:
+        "results/splits/{dataset}/n{n_train}_seed{seed}.npz",
+    params:
+        cache=lambda wildcards: cache_dir(wildcards.dataset),
+        n_test=config["splits"]["n_test"],
+        class_pairs=lambda wildcards: CATALOG[wildcards.dataset].get("class_pairs"),
+    log:
+        "results/logs/make_split/{dataset}/n{n_train}_seed{seed}.log",
+    benchmark:
+        "results/benchmarks/make_split/{dataset}/n{n_train}_seed{seed}.tsv"
+    conda:
+        CONDA_ENV
+    script:
+        "../scripts/make_split.py"

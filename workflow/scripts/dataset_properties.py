@@ -1,0 +1,20 @@
+"""Rule dataset_properties: d_data and K_F of one training split, as a JSON record."""
+
+import torch
+
+from intrinsic.cache import load_cache
+from intrinsic.io import write_json
+from intrinsic.logs import logged
+from intrinsic.properties import split_properties
+from intrinsic.splits import Split
+
+with logged(snakemake.log[0], "dataset_properties") as log:  # noqa: F821 (injected by Snakemake)
+    torch.set_num_threads(snakemake.threads)  # noqa: F821
+    record = split_properties(
+        load_cache(snakemake.params.cache),  # noqa: F821
+        Split.load(snakemake.input.split),  # noqa: F821
+        seed=int(snakemake.wildcards.seed),  # noqa: F821
+        **snakemake.params.options,  # noqa: F821
+    )
+    write_json(snakemake.output[0], record)  # noqa: F821
+    log.info("%s", record)

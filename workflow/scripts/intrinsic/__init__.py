@@ -1,0 +1,15 @@
+"""Intrinsic dataset properties and generalization (Konz & Mazurowski, ICLR 2024).
+
+The library behind the Snakemake workflow; importable and testable without Snakemake.
+Modules:
+    io          atomic file writes
+    cache       RawDataset -> compact uint8 cache on disk, and back
+    embedded    datasets built from images that ship with installed packages, plus synthetic ones
+    splits      class-balanced, nested, group-disjoint train/test splits
+    estimators  intrinsic dimension (MLE, TwoNN) and label sharpness K_F
+    properties  dataset properties of one split
+    tables      merging per-split results into tidy tables
+    figures     the study's figures
+"""
+
+__version__ = "0.1.0"

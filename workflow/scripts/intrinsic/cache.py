@@ -1,0 +1,210 @@
+"""The prepared-dataset cache: every image decoded, resized and quantized once.
+
+Layout of one dataset's cache folder::
+
+    images.npy   uint8, shape (n, channels, size, size), values 0..255 for [0, 1]
+    labels.npy   int64, shape (n,), indices into meta["classes"]
+    groups.npy   str, shape (n,), patient/study/source id; splits never cut a group
+    meta.json    provenance, class names and counts, shapes, sha256 of the three arrays
+
+meta.json is written last, so a folder without it is an incomplete cache.
+"""
+
+from __future__ import annotations
+
+import datetime
+import hashlib
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+from skimage.color import rgb2gray
+from skimage.transform import resize
+
+from . import __version__
+from .io import atomic_write, read_json, write_json
+
+CACHE_FILES = ("images.npy", "labels.npy", "groups.npy", "meta.json")
+
+
+class DatasetError(ValueError):
+    """A dataset or its cache is unusable; the message names the dataset and the cause."""
+
+
+@dataclass
+class RawDataset:
+    """Decoded images of one dataset before resizing, as a reader or generator returns them.
+
+    images: one float array per image, shape (H, W) or (H, W, C), values in [0, 1]. Sizes may
+        differ between images. The reader chooses the linear normalization (x/255, a CT window,
+        per-volume percentiles), because the right one depends on the source.
+    labels: class index per image, into ``classes``.
+    groups: group id per image (patient, study, source photo); images of one group always land
+        on the same side of a split.
+    """
+
+    name: str
+    images: list[np.ndarray]
+    labels: np.ndarray
+    groups: np.ndarray
+    classes: list[str]
+    provenance: dict = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        self.labels = np.asarray(self.labels, dtype=np.int64)
+        self.groups = np.asarray(self.groups).astype(str)
+        n = len(self.images)
+        if len(self.labels) != n or len(self.groups) != n:
+            raise DatasetError(
+                f"dataset {self.name!r}: {n} images but {len(self.labels)} labels "
+                f"and {len(self.groups)} group ids"
+            )
+        if n and (self.labels.min() < 0 or self.labels.max() >= len(self.classes)):
+            raise DatasetError(
+                f"dataset {self.name!r}: labels must lie in 0..{len(self.classes) - 1} "
+                f"(classes {self.classes}), found {self.labels.min()}..{self.labels.max()}"
+            )
+
+
+@dataclass
+class DatasetCache:
+    """A prepared dataset loaded from its cache folder."""
+
+    images: np.ndarray
+    labels: np.ndarray
+    groups: np.ndarray
+    meta: dict
+
+    @property
+    def classes(self) -> list[str]:
+        return list(self.meta["classes"])
+
+
+def to_unit_range(image: np.ndarray) -> np.ndarray:
+    """Linearly map an image's own min..max onto [0, 1] (a constant image maps to 0)."""
+    image = np.asarray(image, dtype=np.float32)
+    lo, hi = float(image.min()), float(image.max())
+    if hi <= lo:
+        return np.zeros_like(image)
+    return (image - lo) / (hi - lo)
+
+
+def convert_image(image: np.ndarray, size: int, channels: int) -> np.ndarray:
+    """Resize one [0, 1] image to (channels, size, size) float32, anti-aliased."""
+    image = np.asarray(image, dtype=np.float32)
+    if image.ndim == 3 and image.shape[-1] == 4:
+        image = image[..., :3]  # drop alpha
+    if image.ndim == 3 and image.shape[-1] == 1:
+        image = image[..., 0]
+    if image.ndim == 2:
+        image = image[..., None]
+    if image.ndim != 3 or image.shape[-1] not in (1, 3):
+        raise DatasetError(f"expected an image of shape (H, W) or (H, W, 1|3|4), got {image.shape}")
+    if channels == 1 and image.shape[-1] == 3:
+        image = rgb2gray(image)[..., None].astype(np.float32)
+    elif channels == 3 and image.shape[-1] == 1:
+        image = np.repeat(image, 3, axis=-1)
+    if image.shape[:2] != (size, size):
+        image = resize(image, (size, size), order=1, anti_aliasing=True, preserve_range=True)
+    return np.moveaxis(image, -1, 0).astype(np.float32)
+
+
+def quantize(images: np.ndarray) -> np.ndarray:
+    """[0, 1] floats to uint8 (round to nearest)."""
+    return np.clip(np.rint(np.asarray(images) * 255.0), 0, 255).astype(np.uint8)
+
+
+def prepare(raw: RawDataset, size: int, channels: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Convert a RawDataset into (uint8 images (n, C, size, size), labels, groups)."""
+    if channels not in (1, 3):
+        raise DatasetError(f"dataset {raw.name!r}: channels must be 1 or 3, got {channels}")
+    out = np.empty((len(raw.images), channels, size, size), dtype=np.uint8)
+    for index, image in enumerate(raw.images):
+        image = np.asarray(image)
+        if not np.isfinite(image).all():
+            raise DatasetError(f"dataset {raw.name!r}: image {index} has NaN or infinite values")
+        lo, hi = float(image.min()), float(image.max())
+        if lo < -1e-6 or hi > 1 + 1e-6:
+            raise DatasetError(
+                f"dataset {raw.name!r}: image {index} has values {lo:.4g}..{hi:.4g} outside [0, 1]; "
+                "the reader must normalize it"
+            )
+        out[index] = quantize(convert_image(image, size, channels))
+    return out, raw.labels, raw.groups
+
+
+def checksum(images: np.ndarray, labels: np.ndarray, groups: np.ndarray) -> str:
+    digest = hashlib.sha256()
+    for array in (images, labels, groups):
+        digest.update(str((array.dtype.str, array.shape)).encode())
+        digest.update(np.ascontiguousarray(array).data)
+    return digest.hexdigest()
+
+
+def _save_npy(path: Path, array: np.ndarray) -> None:
+    with atomic_write(path) as handle:
+        np.save(handle, array, allow_pickle=False)
+
+
+def write_cache(
+    folder: str | os.PathLike,
+    raw: RawDataset,
+    size: int,
+    channels: int,
+    domain: str,
+) -> dict:
+    """Prepare ``raw`` and write its cache folder atomically (meta.json last). Returns meta."""
+    folder = Path(folder)
+    if len(raw.images) == 0:
+        raise DatasetError(f"dataset {raw.name!r}: no images")
+    images, labels, groups = prepare(raw, size, channels)
+    meta_path = folder / "meta.json"
+    if meta_path.exists():
+        meta_path.unlink()  # invalidate the old cache before touching its arrays
+    _save_npy(folder / "images.npy", images)
+    _save_npy(folder / "labels.npy", labels)
+    _save_npy(folder / "groups.npy", groups)
+    counts = np.bincount(labels, minlength=len(raw.classes))
+    meta = {
+        "dataset": raw.name,
+        "domain": domain,
+        "n_images": int(len(labels)),
+        "shape": list(images.shape[1:]),
+        "resolution": int(size),
+        "channels": int(channels),
+        "classes": list(raw.classes),
+        "class_counts": {name: int(c) for name, c in zip(raw.classes, counts)},
+        "n_groups": int(len(np.unique(groups))),
+        "sha256": checksum(images, labels, groups),
+        "provenance": raw.provenance,
+        "library_version": __version__,
+        "created": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+    }
+    write_json(meta_path, meta)
+    return meta
+
+
+def load_cache(folder: str | os.PathLike, verify: bool = False, mmap: bool = True) -> DatasetCache:
+    """Load a cache folder; ``verify`` recomputes the checksum (reads every byte)."""
+    folder = Path(folder)
+    missing = [name for name in CACHE_FILES if not (folder / name).exists()]
+    if missing:
+        raise DatasetError(f"cache {folder} is incomplete: missing {', '.join(missing)}")
+    meta = read_json(folder / "meta.json")
+    images = np.load(folder / "images.npy", mmap_mode="r" if mmap else None, allow_pickle=False)
+    labels = np.load(folder / "labels.npy", allow_pickle=False)
+    groups = np.load(folder / "groups.npy", allow_pickle=False)
+    if images.dtype != np.uint8 or images.ndim != 4 or list(images.shape[1:]) != meta["shape"]:
+        raise DatasetError(
+            f"cache {folder}: images.npy has dtype {images.dtype} shape {images.shape}, "
+            f"meta.json says uint8 (n, {', '.join(map(str, meta['shape']))})"
+        )
+    if not (len(images) == len(labels) == len(groups) == meta["n_images"]):
+        raise DatasetError(
+            f"cache {folder}: {len(images)} images, {len(labels)} labels, {len(groups)} groups, "
+            f"meta.json says {meta['n_images']}"
+        )
+    if verify and checksum(np.asarray(images), labels, groups) != meta["sha256"]:
+        raise DatasetError(f"cache {folder}: checksum mismatch, the cache is corrupt; delete it and rerun")
+    return DatasetCache(images=images, labels=labels, groups=groups, meta=meta)

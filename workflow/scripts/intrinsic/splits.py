@@ -1,0 +1,158 @@
+"""Class-balanced train/test splits that are disjoint by group, nested in N, and seeded.
+
+For one (dataset, seed):
+  1. the seed picks the class pair (multi-class sources) and a random order of the groups;
+  2. groups are moved, in that order, into the test pool while some class of the pair still
+     lacks test images; the test set is n_test/2 random images per class from that pool;
+  3. the remaining groups form the training pool, shuffled once per class; the training set of
+     size N is the first N/2 images of each class.
+Steps 1-2 never look at N, so the test set is the same for every N, and step 3 takes prefixes of
+one fixed order, so training sets are nested: train(N1) is a subset of train(N2) for N1 < N2.
+"""
+
+from __future__ import annotations
+
+import itertools
+import zlib
+from dataclasses import dataclass
+
+import numpy as np
+
+from .cache import DatasetError
+
+
+@dataclass
+class Split:
+    """Indices into the dataset cache; labels are binary (0 = classes[0], 1 = classes[1])."""
+
+    train_idx: np.ndarray
+    train_y: np.ndarray
+    test_idx: np.ndarray
+    test_y: np.ndarray
+    classes: tuple[str, str]
+    class_ids: tuple[int, int]
+
+    def save(self, path) -> None:
+        from .io import atomic_write
+
+        with atomic_write(path) as handle:
+            np.savez(
+                handle,
+                train_idx=self.train_idx,
+                train_y=self.train_y,
+                test_idx=self.test_idx,
+                test_y=self.test_y,
+                classes=np.array(self.classes),
+                class_ids=np.array(self.class_ids),
+            )
+
+    @classmethod
+    def load(cls, path) -> "Split":
+        with np.load(path, allow_pickle=False) as data:
+            return cls(
+                train_idx=data["train_idx"],
+                train_y=data["train_y"],
+                test_idx=data["test_idx"],
+                test_y=data["test_y"],
+                classes=tuple(str(c) for c in data["classes"]),
+                class_ids=tuple(int(c) for c in data["class_ids"]),
+            )
+
+
+def _rng(dataset: str, seed: int) -> np.random.Generator:
+    # Mixing in the dataset name keeps datasets' splits independent for the same seed;
+    # crc32 (unlike hash()) is stable across processes.
+    return np.random.default_rng([seed, zlib.crc32(dataset.encode())])
+
+
+def choose_class_pair(dataset: str, classes: list[str], labels: np.ndarray, seed: int,
+                      pairs: list[list[str]] | None = None) -> tuple[int, int]:
+    """The class pair of this seed: the only pair of a binary source, else one drawn by the seed.
+
+    ``pairs`` restricts the draw to the given class-name pairs.
+    """
+    if len(classes) < 2:
+        raise DatasetError(f"dataset {dataset!r} has {len(classes)} class(es); a split needs 2")
+    if pairs:
+        unknown = sorted({name for pair in pairs for name in pair} - set(classes))
+        if unknown:
+            raise DatasetError(f"dataset {dataset!r}: class pairs name unknown classes {unknown}; classes are {classes}")
+        candidates = [tuple(sorted(classes.index(name) for name in pair)) for pair in pairs]
+    else:
+        present = sorted(set(np.unique(labels).tolist()))
+        candidates = list(itertools.combinations(present, 2))
+    if len(candidates) == 1:
+        return candidates[0]
+    # A separate stream from the split's own, so the pair does not shift the sample order.
+    pick = np.random.default_rng([seed, zlib.crc32(dataset.encode()), 1]).integers(len(candidates))
+    return candidates[int(pick)]
+
+
+def make_split(
+    dataset: str,
+    labels: np.ndarray,
+    groups: np.ndarray,
+    classes: list[str],
+    n_train: int,
+    n_test: int,
+    seed: int,
+    pairs: list[list[str]] | None = None,
+) -> Split:
+    """Class-balanced, group-disjoint split; see the module docstring for the guarantees."""
+    labels = np.asarray(labels)
+    groups = np.asarray(groups)
+    for name, size in (("n_train", n_train), ("n_test", n_test)):
+        if size < 2 or size % 2:
+            raise DatasetError(f"dataset {dataset!r}: {name}={size} must be even and >= 2 (half per class)")
+    pair = choose_class_pair(dataset, classes, labels, seed, pairs)
+    rng = _rng(dataset, seed)
+
+    in_pair = np.flatnonzero(np.isin(labels, pair))
+    group_names, group_of = np.unique(groups[in_pair], return_inverse=True)
+    order = rng.permutation(len(group_names))
+
+    # Per-group counts of each class of the pair, to fill the test pool group by group.
+    counts = np.zeros((len(group_names), 2), dtype=np.int64)
+    np.add.at(counts, (group_of, (labels[in_pair] == pair[1]).astype(int)), 1)
+    need = np.array([n_test // 2, n_test // 2])
+    test_groups = np.zeros(len(group_names), dtype=bool)
+    for g in order:
+        if not (need > 0).any():
+            break
+        if (counts[g][need > 0] > 0).any():
+            test_groups[g] = True
+            need -= counts[g]
+    if (need > 0).any():
+        short = int(np.argmax(need > 0))
+        have = int(counts[:, short].sum())
+        raise DatasetError(
+            f"dataset {dataset!r}: class {classes[pair[short]]!r} has {have} images; the test set "
+            f"needs {n_test // 2} of them (and the training set {n_train // 2} more from other groups)"
+        )
+
+    test_idx, test_y, train_idx, train_y = [], [], [], []
+    for binary, cls in enumerate(pair):
+        members = in_pair[labels[in_pair] == cls]
+        member_groups = group_of[np.searchsorted(in_pair, members)]
+        in_test = test_groups[member_groups]
+        chosen_test = rng.choice(members[in_test], n_test // 2, replace=False)
+        train_order = rng.permutation(members[~in_test])
+        if len(train_order) < n_train // 2:
+            raise DatasetError(
+                f"dataset {dataset!r}: class {classes[cls]!r} has {len(members)} images, "
+                f"{int(in_test.sum())} of them in test groups; the training set of N={n_train} needs "
+                f"{n_train // 2} but only {len(train_order)} remain"
+            )
+        test_idx.append(np.sort(chosen_test))
+        test_y.append(np.full(n_test // 2, binary))
+        train_idx.append(np.sort(train_order[: n_train // 2]))
+        train_y.append(np.full(n_train // 2, binary))
+
+    return Split(
+        train_idx=np.concatenate(train_idx),
+        train_y=np.concatenate(train_y),
+        test_idx=np.concatenate(test_idx),
+        test_y=np.concatenate(test_y),
+        classes=(classes[pair[0]], classes[pair[1]]),
+        class_ids=(int(pair[0]), int(pair[1])),
+    )

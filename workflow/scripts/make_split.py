@@ -1,0 +1,17 @@
+"""Rule make_split: the class-balanced, group-disjoint split of one (dataset, N, seed)."""
+
+from intrinsic.cache import load_cache
+from intrinsic.logs import logged
+from intrinsic.splits import make_split
+
+with logged(snakemake.log[0], "make_split") as log:  # noqa: F821 (injected by Snakemake)
+    w = snakemake.wildcards  # noqa: F821
+    cache = load_cache(snakemake.params.cache)  # noqa: F821
+    split = make_split(
+        w.dataset, cache.labels, cache.groups, cache.classes,
+        n_train=int(w.n_train), n_test=snakemake.params.n_test,  # noqa: F821
+        seed=int(w.seed), pairs=snakemake.params.class_pairs,  # noqa: F821
+    )
+    split.save(snakemake.output[0])  # noqa: F821
+    log.info("%s N=%s seed=%s: %s, %d train / %d test", w.dataset, w.n_train, w.seed,
+             " vs ".join(split.classes), len(split.train_idx), len(split.test_idx))
