@@ -1,0 +1,169 @@
+"""Training: fits a separable problem, is deterministic, resumes bitwise-identically, validates
+checkpoints, and runs every architecture of the study. CPU only, small inputs."""
+
+import logging
+
+import numpy as np
+import pytest
+import torch
+
+from intrinsic.models import ARCHITECTURES
+from intrinsic.training import TrainConfig, TrainResult, train
+
+
+def separable(n=64, size=16, seed=0):
+    """Noise images; class 1 has a bright square in the middle."""
+    rng = np.random.default_rng(seed)
+    images = rng.integers(0, 100, (n, 1, size, size)).astype(np.uint8)
+    labels = np.arange(n) % 2
+    images[labels == 1, :, size // 4 : 3 * size // 4, size // 4 : 3 * size // 4] = 255
+    return images, labels
+
+
+def random_labels(n=40, size=16, seed=1):
+    """Pure noise with random labels: not fitted within a few epochs, so runs last max_epochs."""
+    rng = np.random.default_rng(seed)
+    images = rng.integers(0, 256, (n, 1, size, size)).astype(np.uint8)
+    return images, rng.permutation(np.arange(n) % 2)
+
+
+def assert_same_state(a: torch.nn.Module, b: torch.nn.Module) -> None:
+    sa, sb = a.state_dict(), b.state_dict()
+    assert sa.keys() == sb.keys()
+    for key in sa:
+        assert torch.equal(sa[key], sb[key]), key
+
+
+def losses(result: TrainResult) -> list:
+    return [(h["epoch"], h["train_loss"], h["running_accuracy"], h["train_accuracy"], h["eval_loss"])
+            for h in result.history]
+
+
+RESUME_CONFIG = dict(learning_rate=1e-3, batch_size=16, max_epochs=3, seed=3)
+
+
+def test_fits_separable_problem(caplog):
+    images, labels = separable()
+    config = TrainConfig(learning_rate=1e-3, batch_size=32, max_epochs=20, seed=0)
+    with caplog.at_level(logging.INFO):
+        result = train("resnet18", images, labels, config, None, log=logging.getLogger("t"))
+    assert result.fitted
+    assert result.epochs < config.max_epochs
+    assert result.epochs == len(result.history)
+    assert result.history[-1]["train_accuracy"] == 1.0
+    assert set(result.history[0]) >= {"epoch", "train_loss", "train_accuracy", "seconds"}
+    assert not result.model.training
+    assert all(p.dtype == torch.float32 for p in result.model.parameters())
+    assert result.device == "cpu"
+    assert "epoch 1/20" in caplog.text
+    # the returned model really classifies the training set
+    with torch.no_grad():
+        logits = result.model(torch.from_numpy(images).float() / 255)
+    assert (logits.argmax(1).numpy() == labels).all()
+
+
+def test_same_seed_same_weights(tmp_path):
+    images, labels = random_labels()
+    messages = []
+    a = train("resnet18", images, labels, TrainConfig(**{**RESUME_CONFIG, "max_epochs": 2}), None, log=messages.append)
+    b = train("resnet18", images, labels, TrainConfig(**{**RESUME_CONFIG, "max_epochs": 2}), None, log=messages.append)
+    assert messages and all(isinstance(m, str) for m in messages)
+    assert_same_state(a.model, b.model)
+    assert losses(a) == losses(b)
+    c = train("resnet18", images, labels, TrainConfig(**{**RESUME_CONFIG, "max_epochs": 2, "seed": 4}), None,
+              log=messages.append)
+    assert losses(a) != losses(c)
+
+
+class Killed(Exception):
+    pass
+
+
+def test_resume_after_kill_is_identical(tmp_path):
+    images, labels = random_labels()
+    config = TrainConfig(**RESUME_CONFIG)
+    uninterrupted = train("resnet18", images, labels, config, tmp_path / "full.pt", log=lambda _m: None)
+    assert uninterrupted.epochs == 3 and not uninterrupted.fitted
+
+    def kill_after_first(epoch, _entry):
+        if epoch == 1:
+            raise Killed
+
+    checkpoint = tmp_path / "killed.pt"
+    with pytest.raises(Killed):
+        train("resnet18", images, labels, config, checkpoint, log=lambda _m: None, on_epoch_end=kill_after_first)
+    assert checkpoint.exists()
+    assert [p.name for p in tmp_path.iterdir() if p.name.endswith(".tmp")] == []
+    torch.manual_seed(12345)  # a fresh process would have a different global RNG state
+    resumed = train("resnet18", images, labels, config, checkpoint, log=lambda _m: None)
+    assert resumed.resumed_from == 1
+    assert resumed.epochs == 3
+    assert_same_state(uninterrupted.model, resumed.model)
+    assert losses(uninterrupted) == losses(resumed)
+    # resuming a finished run trains nothing more and gives the same model
+    again = train("resnet18", images, labels, config, checkpoint, log=lambda _m: None)
+    assert again.epochs == 3 and again.resumed_from == 3
+    assert_same_state(uninterrupted.model, again.model)
+    # max_epochs may be raised to continue a run
+    longer = train("resnet18", images, labels, TrainConfig(**{**RESUME_CONFIG, "max_epochs": 4}), checkpoint,
+                   log=lambda _m: None)
+    assert longer.epochs == 4 and longer.history[:3] == resumed.history
+
+
+def test_mismatching_checkpoint_raises(tmp_path):
+    images, labels = random_labels(n=16, size=8)
+    checkpoint = tmp_path / "ck.pt"
+    config = TrainConfig(learning_rate=1e-3, batch_size=8, max_epochs=1, seed=0)
+    train("resnet18", images, labels, config, checkpoint, log=lambda _m: None)
+    other = TrainConfig(learning_rate=1e-4, batch_size=8, max_epochs=1, seed=1)
+    with pytest.raises(ValueError, match=r"learning_rate.*seed"):
+        train("resnet18", images, labels, other, checkpoint, log=lambda _m: None)
+    with pytest.raises(ValueError, match="model_name"):
+        train("resnet34", images, labels, config, checkpoint, log=lambda _m: None)
+    with pytest.raises(ValueError, match="training data"):
+        train("resnet18", images, 1 - labels, config, checkpoint, log=lambda _m: None)
+
+
+def test_input_validation():
+    images, labels = random_labels(n=8, size=8)
+    config = TrainConfig(max_epochs=1)
+    with pytest.raises(TypeError, match="uint8"):
+        train("resnet18", images.astype(np.float32), labels, config)
+    with pytest.raises(ValueError, match="labels"):
+        train("resnet18", images, labels + 1, config)
+    with pytest.raises(ValueError, match="unknown model"):
+        train("alexnet", images, labels, config)
+    with pytest.raises(ValueError, match="fit_patience"):
+        TrainConfig(fit_patience=0)
+
+
+@pytest.mark.parametrize("name", list(ARCHITECTURES))
+def test_every_architecture_trains_one_step(name):
+    rng = np.random.default_rng(0)
+    images = torch.from_numpy(rng.integers(0, 256, (8, 1, 32, 32)).astype(np.uint8))
+    labels = torch.tensor([0, 1] * 4)
+    result = train(name, images, labels, TrainConfig(batch_size=8, max_epochs=1, seed=0), None,
+                   log=lambda _m: None)
+    assert result.epochs == 1 and len(result.history) == 1
+    assert np.isfinite(result.history[0]["train_loss"])
+    assert not result.model.training
+
+
+def test_progress_line_only_on_a_terminal(monkeypatch):
+    import io
+    import sys
+
+    class Terminal(io.StringIO):
+        def isatty(self):
+            return True
+
+    images, labels = random_labels(n=8, size=8)
+    config = TrainConfig(batch_size=4, max_epochs=1)
+    terminal = Terminal()
+    monkeypatch.setattr(sys, "stderr", terminal)
+    train("resnet18", images, labels, config, None, log=lambda _m: None, progress=True)
+    assert "\rresnet18 epoch 1/1 batch 2/2 loss" in terminal.getvalue()
+    pipe = io.StringIO()
+    monkeypatch.setattr(sys, "stderr", pipe)
+    train("resnet18", images, labels, config, None, log=lambda _m: None, progress=True)
+    assert pipe.getvalue() == ""

@@ -1,0 +1,286 @@
+"""Test-set evaluation of trained models: loss/accuracy, adversarial robustness, Jacobian norm, d_repr.
+
+Conventions shared by every function here:
+
+* images are float tensors in [0, 1] of shape (n, C, H, W) (anything else is cast to float32),
+  labels an int64 tensor of shape (n,);
+* the model runs in eval mode (BatchNorm uses its running statistics, so samples in a batch are
+  independent) and its previous train/eval mode is restored afterwards;
+* everything is computed in float32, batch by batch, on ``device`` (default: the device of the
+  model's parameters; the model is moved there if a device is given). Images stay where they are
+  and only one batch at a time is moved;
+* test-set quantities are means over test points (sums over batches divided by n, not means of
+  batch means).
+
+Adversarial attacks are L-infinity attacks in pixel units of the [0, 1] scale (the workflow uses
+eps in {1, 2, 4, 8}/255): FGSM (Goodfellow et al., 2015) and PGD (Madry et al., 2018) with the
+usual random start and step size 2.5 * eps / steps.
+
+The Jacobian norm follows Novak et al. (2018), "Sensitivity and Generalization in Neural
+Networks: an Empirical Study" (ICLR 2018), Sec. 4.1: the Frobenius norm of the input-output
+Jacobian J(x) = d f_sigma(x) / dx^T of the network's *softmax output* (class probabilities)
+with respect to the input, averaged over test points: mean_i ||J(x_i)||_F. It is computed
+exactly, with one backward pass per class over the batch (the gradient of sum_i p_k(x_i) with
+respect to the batch gives row k of every sample's Jacobian, because samples do not interact in
+eval mode).
+"""
+
+from __future__ import annotations
+
+from contextlib import contextmanager
+from typing import Iterable, Sequence
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from .estimators import intrinsic_dimension
+from .models import representations
+
+ATTACKS = ("fgsm", "pgd")
+
+
+# --------------------------------------------------------------------------------------- helpers
+def _model_device(model: nn.Module) -> torch.device:
+    for tensor in model.parameters():
+        return tensor.device
+    for tensor in model.buffers():
+        return tensor.device
+    return torch.device("cpu")
+
+
+def _resolve_device(model: nn.Module, device) -> torch.device:
+    if device is None:
+        return _model_device(model)
+    device = torch.device(device)
+    model.to(device)
+    return device
+
+
+@contextmanager
+def _eval_mode(model: nn.Module):
+    was_training = model.training
+    model.eval()
+    try:
+        yield model
+    finally:
+        model.train(was_training)
+
+
+def _check_inputs(images: torch.Tensor, labels: torch.Tensor | None = None) -> None:
+    if images.ndim < 2:
+        raise ValueError(f"expected images of shape (n, C, H, W), got {tuple(images.shape)}")
+    if labels is not None and labels.shape != (len(images),):
+        raise ValueError(f"expected labels of shape ({len(images)},), got {tuple(labels.shape)}")
+
+
+def _batches(images: torch.Tensor, labels: torch.Tensor | None, batch_size: int, device: torch.device):
+    """Yield (x, y) batches as float32 / int64 on ``device``."""
+    if batch_size < 1:
+        raise ValueError(f"batch_size must be positive, got {batch_size}")
+    for start in range(0, len(images), batch_size):
+        x = images[start : start + batch_size].to(device=device, dtype=torch.float32)
+        y = None if labels is None else labels[start : start + batch_size].to(device=device, dtype=torch.long)
+        yield x, y
+
+
+def _input_gradient(model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+    """Gradient of the summed cross-entropy with respect to x (parameters get no .grad)."""
+    with torch.enable_grad():
+        x = x.detach().requires_grad_(True)
+        loss = F.cross_entropy(model(x), y, reduction="sum")
+        (grad,) = torch.autograd.grad(loss, x)
+    return grad
+
+
+def _loss_and_correct(model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> tuple[float, int]:
+    """Summed cross-entropy (float64 accumulation) and number of correct predictions."""
+    with torch.no_grad():
+        logits = model(x)
+        loss = F.cross_entropy(logits.float(), y, reduction="none").double().sum().item()
+        correct = int((logits.argmax(dim=1) == y).sum().item())
+    return loss, correct
+
+
+# ------------------------------------------------------------------------------------ evaluation
+def evaluate(model: nn.Module, images: torch.Tensor, labels: torch.Tensor, batch_size: int = 256,
+             device=None) -> dict:
+    """{"loss": mean cross-entropy, "accuracy": fraction correct} over the whole set."""
+    _check_inputs(images, labels)
+    device = _resolve_device(model, device)
+    total_loss, total_correct = 0.0, 0
+    with _eval_mode(model):
+        for x, y in _batches(images, labels, batch_size, device):
+            loss, correct = _loss_and_correct(model, x, y)
+            total_loss += loss
+            total_correct += correct
+    n = len(images)
+    return {"loss": total_loss / n, "accuracy": total_correct / n}
+
+
+# --------------------------------------------------------------------------------------- attacks
+def _fgsm(model: nn.Module, x: torch.Tensor, y: torch.Tensor, eps: float) -> torch.Tensor:
+    if eps == 0:
+        return x.detach().clone()
+    grad = _input_gradient(model, x, y)
+    return (x.detach() + eps * grad.sign()).clamp_(0.0, 1.0)
+
+
+def _pgd(model: nn.Module, x: torch.Tensor, y: torch.Tensor, eps: float, steps: int,
+         step_size: float | None, random_start: bool, generator: torch.Generator | None) -> torch.Tensor:
+    if steps < 1:
+        raise ValueError(f"PGD needs at least one step, got {steps}")
+    x0 = x.detach()
+    if eps == 0:
+        return x0.clone()
+    if step_size is None:
+        step_size = 2.5 * eps / steps
+    lower, upper = (x0 - eps).clamp(min=0.0), (x0 + eps).clamp(max=1.0)
+    if random_start:
+        # Drawn on the CPU so that a CPU generator gives the same start on every device.
+        noise = torch.rand(x0.shape, generator=generator, dtype=torch.float32)
+        adv = x0 + (2 * noise.to(x0.device) - 1) * eps
+        adv = torch.max(torch.min(adv, upper), lower)
+    else:
+        adv = x0.clone()
+    for _ in range(steps):
+        grad = _input_gradient(model, adv, y)
+        adv = adv + step_size * grad.sign()
+        # Projection onto the eps-ball intersected with the [0, 1] box (both are boxes).
+        adv = torch.max(torch.min(adv, upper), lower)
+    return adv.detach()
+
+
+def fgsm(model: nn.Module, images: torch.Tensor, labels: torch.Tensor, eps: float, device=None) -> torch.Tensor:
+    """Fast gradient sign method: clamp(x + eps * sign(grad_x CE(f(x), y)), 0, 1).
+
+    One batch (all of ``images`` at once); returns the adversarial images on ``device``.
+    """
+    _check_inputs(images, labels)
+    device = _resolve_device(model, device)
+    x = images.to(device=device, dtype=torch.float32)
+    y = labels.to(device=device, dtype=torch.long)
+    with _eval_mode(model):
+        return _fgsm(model, x, y, float(eps))
+
+
+def pgd(model: nn.Module, images: torch.Tensor, labels: torch.Tensor, eps: float, steps: int = 10,
+        step_size: float | None = None, random_start: bool = True, generator: torch.Generator | None = None,
+        device=None) -> torch.Tensor:
+    """L-infinity projected gradient descent (Madry et al., 2018) on the cross-entropy.
+
+    Starts from x + U(-eps, eps) (drawn from the CPU ``generator``; clipped to [0, 1]) when
+    ``random_start``, then takes ``steps`` signed-gradient steps of ``step_size`` (default
+    2.5 * eps / steps), each followed by projection onto {|x' - x|_inf <= eps} and [0, 1].
+    Returns the last iterate (no best-iterate selection).
+    """
+    _check_inputs(images, labels)
+    device = _resolve_device(model, device)
+    x = images.to(device=device, dtype=torch.float32)
+    y = labels.to(device=device, dtype=torch.long)
+    with _eval_mode(model):
+        return _pgd(model, x, y, float(eps), steps, step_size, random_start, generator)
+
+
+def attack_penalties(model: nn.Module, images: torch.Tensor, labels: torch.Tensor, eps_list: Iterable[float],
+                     attacks: Sequence[str] = ATTACKS, batch_size: int = 256, pgd_steps: int = 10,
+                     seed: int = 0, device=None) -> list[dict]:
+    """Robustness records, one per (attack, eps), computed batch-wise over the test set.
+
+    Each record: {"attack", "eps", "n", "clean_loss", "attacked_loss", "loss_penalty",
+    "clean_accuracy", "attacked_accuracy", "accuracy_penalty"}, where losses are mean
+    cross-entropies over the set, loss_penalty = attacked_loss - clean_loss and
+    accuracy_penalty = clean_accuracy - attacked_accuracy. PGD's random starts come from one
+    CPU generator per (attack, eps) seeded with ``seed``, so each record is reproducible on its
+    own, whatever the other attacks and eps values requested.
+    """
+    _check_inputs(images, labels)
+    eps_list = [float(e) for e in eps_list]
+    for attack in attacks:
+        if attack not in ATTACKS:
+            raise ValueError(f"unknown attack {attack!r}; choose from {', '.join(ATTACKS)}")
+    if any(e < 0 for e in eps_list):
+        raise ValueError(f"eps must be non-negative, got {eps_list}")
+    device = _resolve_device(model, device)
+    keys = [(attack, eps) for attack in attacks for eps in eps_list]
+    generators = {key: torch.Generator().manual_seed(seed) for key in keys if key[0] == "pgd"}
+    attacked_loss = {key: 0.0 for key in keys}
+    attacked_correct = {key: 0 for key in keys}
+    clean_loss, clean_correct = 0.0, 0
+    with _eval_mode(model):
+        for x, y in _batches(images, labels, batch_size, device):
+            loss, correct = _loss_and_correct(model, x, y)
+            clean_loss += loss
+            clean_correct += correct
+            for key in keys:
+                attack, eps = key
+                if attack == "fgsm":
+                    adv = _fgsm(model, x, y, eps)
+                else:
+                    adv = _pgd(model, x, y, eps, pgd_steps, None, True, generators[key])
+                loss, correct = _loss_and_correct(model, adv, y)
+                attacked_loss[key] += loss
+                attacked_correct[key] += correct
+    n = len(images)
+    records = []
+    for key in keys:
+        attack, eps = key
+        c_loss, a_loss = clean_loss / n, attacked_loss[key] / n
+        c_acc, a_acc = clean_correct / n, attacked_correct[key] / n
+        records.append({
+            "attack": attack, "eps": eps, "n": n,
+            "clean_loss": c_loss, "attacked_loss": a_loss, "loss_penalty": a_loss - c_loss,
+            "clean_accuracy": c_acc, "attacked_accuracy": a_acc, "accuracy_penalty": c_acc - a_acc,
+        })
+    return records
+
+
+# -------------------------------------------------------------------------------- Jacobian norm
+def jacobian_norms(model: nn.Module, images: torch.Tensor, batch_size: int = 256, output: str = "softmax",
+                   device=None) -> torch.Tensor:
+    """Per-sample ||d out(x) / dx||_F, shape (n,), float32 on the CPU.
+
+    ``output="softmax"`` (default; Novak et al., 2018) differentiates the class probabilities,
+    ``output="logits"`` the raw outputs. Exact: K backward passes per batch for K classes.
+    """
+    _check_inputs(images)
+    if output not in ("softmax", "logits"):
+        raise ValueError(f"output must be 'softmax' or 'logits', got {output!r}")
+    device = _resolve_device(model, device)
+    norms = []
+    with _eval_mode(model):
+        for x, _ in _batches(images, None, batch_size, device):
+            with torch.enable_grad():
+                x = x.detach().requires_grad_(True)
+                out = model(x)
+                if output == "softmax":
+                    out = torch.softmax(out, dim=1)
+                sq = torch.zeros(len(x), dtype=torch.float32, device=device)
+                n_classes = out.shape[1]
+                for k in range(n_classes):
+                    (grad,) = torch.autograd.grad(out[:, k].sum(), x, retain_graph=k < n_classes - 1)
+                    sq += grad.reshape(len(x), -1).pow(2).sum(dim=1)
+            norms.append(sq.sqrt().detach().cpu())
+    return torch.cat(norms)
+
+
+def jacobian_norm(model: nn.Module, images: torch.Tensor, batch_size: int = 256, device=None) -> float:
+    """Mean over test points of the Frobenius norm of d softmax(f(x)) / dx (Novak et al., 2018)."""
+    return float(jacobian_norms(model, images, batch_size, "softmax", device).double().mean())
+
+
+# ------------------------------------------------------------------------- representation d_repr
+def representation_dimension(model: nn.Module, images: torch.Tensor, k: int = 20, batch_size: int = 256,
+                             device=None) -> dict:
+    """Intrinsic dimension of the final linear layer's inputs on ``images``.
+
+    The same estimator code (and k) as for the data's d_data: returns {"d_repr_mle",
+    "d_repr_twonn", "n_repr_duplicates"}; duplicates (e.g. representations collapsed by ReLU)
+    count once, as in ``estimators.intrinsic_dimension``.
+    """
+    _check_inputs(images)
+    device = _resolve_device(model, device)
+    feats = [representations(model, x, batch_size) for x, _ in _batches(images, None, batch_size, device)]
+    result = intrinsic_dimension(torch.cat(feats), k=k)
+    return {"d_repr_mle": result["d_mle"], "d_repr_twonn": result["d_twonn"],
+            "n_repr_duplicates": result["n_duplicates"]}

@@ -1,0 +1,365 @@
+"""Training a study CNN from scratch until it fits its training set, resumable and deterministic.
+
+Design:
+
+* The whole training set is converted ONCE to a float32 tensor in [0, 1] (``uint8 / 255``) and
+  held in memory on the training device; each epoch draws a permutation from a dedicated,
+  seeded ``torch.Generator`` (always on the CPU, so its state is portable) and slices batches
+  by index. No DataLoader, no per-epoch decoding or host-to-device copies.
+* Optimizer: Adam with ``config.learning_rate``; loss: cross-entropy; no augmentation.
+* Fit criterion: at the end of every epoch the model is evaluated in **eval mode** over the
+  **full training set** (``history[i]["train_accuracy"]``). The running accuracy of the
+  epoch's batches (``running_accuracy``) is reported too, but it is measured in train mode
+  (batch-norm batch statistics, dropout) while the weights change, so it is not the accuracy of
+  the model we keep. Training stops once the eval-mode train accuracy is >= ``fit_threshold``
+  for ``fit_patience`` consecutive epochs (default 1: stop at the first epoch that fits), or
+  after ``max_epochs``.
+* A final batch of size 1 is merged into the previous batch (batch norm cannot normalize a
+  single sample whose feature map is 1x1).
+* Determinism: ``torch.manual_seed(seed)`` before the model is built, the shuffle generator is
+  seeded with ``seed``, and on the CPU ``torch.use_deterministic_algorithms(True,
+  warn_only=True)`` is enabled for the duration of ``train`` (the previous setting is
+  restored afterwards). The same seed gives bitwise-identical weights and losses on the CPU.
+* Checkpoints: after EVERY epoch, atomically (``io.atomic_write``), a dict with the model and
+  optimizer state, the epoch, the history, the fit streak, the RNG states (global CPU RNG, the
+  shuffle generator, the CUDA RNG of the device if any), the config as a dict, the model name
+  and a fingerprint of the data. If ``checkpoint_path`` exists when ``train`` starts, training
+  resumes from it; a run killed after epoch k and resumed is bitwise identical (on the CPU) to
+  an uninterrupted run. Every config field must match except ``max_epochs`` (which may be raised
+  to continue a run); otherwise ``ValueError`` names the mismatching fields.
+* ``bf16``: on CUDA only, training forward passes run under ``torch.autocast(bfloat16)`` (the
+  fit check is ``evaluation.evaluate`` in float32, like every reported number) with the model
+  and data in channels_last memory format; parameters and optimizer state stay float32. Ignored
+  on the CPU. The returned model is float32, contiguous, in eval mode.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import logging
+import math
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable
+
+import numpy as np
+import torch
+from torch import nn
+
+from .evaluation import evaluate
+from .io import atomic_write
+from .models import build_model
+
+CHECKPOINT_FORMAT = 1
+EVAL_BATCH_SIZE = 256
+# Config fields that may differ between a checkpoint and the run resuming it.
+RESUMABLE_FIELDS = ("max_epochs",)
+
+_log = logging.getLogger(__name__)
+
+
+@dataclass
+class TrainConfig:
+    """Hyperparameters of one training run (everything that determines its result).
+
+    learning_rate: Adam learning rate.
+    batch_size: minibatch size.
+    max_epochs: give up after this many epochs (``fitted`` is then False unless the last fit).
+    fit_threshold: eval-mode accuracy over the full training set that counts as "fits".
+    fit_patience: consecutive epochs at/above ``fit_threshold`` before stopping (1 = stop at
+        the first epoch that fits, which is what "trained until it fits" means).
+    seed: seeds weight initialization, dropout and the shuffling generator.
+    device: "cpu" or "cuda" (or "cuda:N").
+    bf16: bfloat16 autocast + channels_last on CUDA; ignored on the CPU.
+    num_classes: size of the classification head.
+    """
+
+    learning_rate: float = 1e-3
+    batch_size: int = 32
+    max_epochs: int = 100
+    fit_threshold: float = 1.0
+    fit_patience: int = 1
+    seed: int = 0
+    device: str = "cpu"
+    bf16: bool = False
+    num_classes: int = 2
+
+    def __post_init__(self) -> None:
+        if not self.learning_rate > 0:
+            raise ValueError(f"learning_rate must be > 0, got {self.learning_rate}")
+        if self.batch_size < 1:
+            raise ValueError(f"batch_size must be >= 1, got {self.batch_size}")
+        if self.max_epochs < 1:
+            raise ValueError(f"max_epochs must be >= 1, got {self.max_epochs}")
+        if not 0.0 < self.fit_threshold <= 1.0:
+            raise ValueError(f"fit_threshold must be in (0, 1], got {self.fit_threshold}")
+        if self.fit_patience < 1:
+            raise ValueError(f"fit_patience must be >= 1, got {self.fit_patience}")
+        if self.num_classes < 2:
+            raise ValueError(f"num_classes must be >= 2, got {self.num_classes}")
+
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+
+@dataclass
+class TrainResult:
+    """model: trained, float32, eval mode, on ``device``. epochs: epochs trained in total
+    (including those before a resume). fitted: the fit criterion was met. history: one dict per
+    epoch with keys epoch, train_loss (running mean over the epoch's batches, train mode),
+    running_accuracy (same, train mode), train_accuracy and eval_loss (eval mode, full training
+    set, end of epoch; train_accuracy is what the fit criterion uses), seconds (wall time).
+    resumed_from: epoch of the checkpoint training resumed from (0 for a fresh start)."""
+
+    model: nn.Module
+    epochs: int
+    fitted: bool
+    history: list[dict] = field(default_factory=list)
+    device: str = "cpu"
+    resumed_from: int = 0
+
+
+def _log_function(log: Any) -> Callable[[str], None]:
+    if log is None:
+        return _log.info
+    if hasattr(log, "info"):
+        return log.info
+    if callable(log):
+        return log
+    raise TypeError(f"log must be a logger (with .info) or a callable, got {type(log).__name__}")
+
+
+def _resolve_device(name: str) -> torch.device:
+    device = torch.device(name)
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise RuntimeError(f"device {name!r} requested but CUDA is not available")
+    if device.type not in ("cpu", "cuda"):
+        raise ValueError(f"device must be 'cpu' or 'cuda[:N]', got {name!r}")
+    return device
+
+
+def _as_uint8_tensor(images: np.ndarray | torch.Tensor) -> torch.Tensor:
+    if isinstance(images, torch.Tensor):
+        tensor = images.detach().cpu()
+    else:
+        array = np.asarray(images)
+        if array.dtype != np.uint8:
+            raise TypeError(f"images must be uint8, got {array.dtype}")
+        tensor = torch.from_numpy(np.ascontiguousarray(array))
+    if tensor.dtype != torch.uint8:
+        raise TypeError(f"images must be uint8, got {tensor.dtype}")
+    if tensor.ndim != 4:
+        raise ValueError(f"images must have shape (n, C, H, W), got {tuple(tensor.shape)}")
+    if len(tensor) < 2:
+        raise ValueError(f"need at least 2 training images, got {len(tensor)}")
+    return tensor.contiguous()
+
+
+def _as_label_tensor(labels: np.ndarray | torch.Tensor, n: int, num_classes: int) -> torch.Tensor:
+    tensor = labels.detach().cpu() if isinstance(labels, torch.Tensor) else torch.from_numpy(np.asarray(labels))
+    if tensor.is_floating_point() or tensor.dtype == torch.bool or tensor.is_complex():
+        raise TypeError(f"labels must be integers, got {tensor.dtype}")
+    tensor = tensor.to(torch.int64).contiguous()
+    if tensor.shape != (n,):
+        raise ValueError(f"labels must have shape ({n},), got {tuple(tensor.shape)}")
+    if tensor.min() < 0 or tensor.max() >= num_classes:
+        raise ValueError(f"labels must lie in [0, {num_classes}), got range "
+                         f"[{int(tensor.min())}, {int(tensor.max())}]")
+    return tensor
+
+
+def data_fingerprint(images: torch.Tensor, labels: torch.Tensor) -> str:
+    """sha256 over shapes and bytes of the uint8 images and int64 labels."""
+    digest = hashlib.sha256()
+    for tensor in (images, labels):
+        digest.update(str((str(tensor.dtype), tuple(tensor.shape))).encode())
+        digest.update(np.ascontiguousarray(tensor.numpy()).reshape(-1).view(np.uint8))
+    return digest.hexdigest()
+
+
+def _batches(n: int, batch_size: int, permutation: torch.Tensor) -> list[torch.Tensor]:
+    batches = list(torch.split(permutation, batch_size))
+    if len(batches) > 1 and len(batches[-1]) == 1:
+        batches[-2] = torch.cat(batches[-2:])
+        batches.pop()
+    return batches
+
+
+def _rng_state(generator: torch.Generator, device: torch.device) -> dict:
+    state = {"torch_cpu": torch.get_rng_state(), "shuffle": generator.get_state()}
+    if device.type == "cuda":
+        state["torch_cuda"] = torch.cuda.get_rng_state(device)
+    return state
+
+
+def _set_rng_state(state: dict, generator: torch.Generator, device: torch.device) -> None:
+    torch.set_rng_state(state["torch_cpu"])
+    generator.set_state(state["shuffle"])
+    if device.type == "cuda" and "torch_cuda" in state:
+        torch.cuda.set_rng_state(state["torch_cuda"], device)
+
+
+def _check_checkpoint(ckpt: dict, path: Path, model_name: str, config: TrainConfig, fingerprint: str) -> None:
+    if ckpt.get("format") != CHECKPOINT_FORMAT:
+        raise ValueError(f"checkpoint {path}: unknown format {ckpt.get('format')!r}")
+    mismatches = []
+    if ckpt.get("model_name") != model_name:
+        mismatches.append(f"model_name (checkpoint {ckpt.get('model_name')!r}, now {model_name!r})")
+    saved = ckpt.get("config", {})
+    for key, value in config.to_dict().items():
+        if key in RESUMABLE_FIELDS:
+            continue
+        if key not in saved or saved[key] != value:
+            mismatches.append(f"{key} (checkpoint {saved.get(key, '<missing>')!r}, now {value!r})")
+    if ckpt.get("data_fingerprint") != fingerprint:
+        mismatches.append("training data (images/labels fingerprint differs)")
+    if mismatches:
+        raise ValueError(f"checkpoint {path} does not match this run; mismatching fields: "
+                         + "; ".join(mismatches))
+
+
+def train(
+    model_name: str,
+    images_uint8: np.ndarray | torch.Tensor,
+    labels: np.ndarray | torch.Tensor,
+    config: TrainConfig,
+    checkpoint_path: str | Path | None = None,
+    log: Any = None,
+    progress: bool = False,
+    on_epoch_end: Callable[[int, dict], None] | None = None,
+) -> TrainResult:
+    """Train ``model_name`` from scratch on (n, C, H, W) uint8 images until it fits.
+
+    checkpoint_path: written atomically after every epoch; resumed from if it exists; None
+        disables checkpointing.
+    log: a logging.Logger-like object (``.info``) or a callable taking a string; None logs to
+        this module's logger.
+    progress: print a per-batch progress line to stderr when stderr is a terminal.
+    on_epoch_end: test hook, called as ``on_epoch_end(epoch, history_entry)`` after the epoch's
+        checkpoint is written (the tests raise from it to simulate a killed job).
+    """
+    info = _log_function(log)
+    device = _resolve_device(config.device)
+    use_bf16 = bool(config.bf16) and device.type == "cuda"
+    memory_format = torch.channels_last if use_bf16 else torch.contiguous_format
+    show_progress = bool(progress) and sys.stderr.isatty()
+
+    images_cpu = _as_uint8_tensor(images_uint8)
+    n, channels = images_cpu.shape[:2]
+    targets_cpu = _as_label_tensor(labels, n, config.num_classes)
+    fingerprint = data_fingerprint(images_cpu, targets_cpu)
+    path = Path(checkpoint_path) if checkpoint_path is not None else None
+
+    previous_deterministic = torch.are_deterministic_algorithms_enabled()
+    previous_warn_only = torch.is_deterministic_algorithms_warn_only_enabled()
+    if device.type == "cpu":
+        torch.use_deterministic_algorithms(True, warn_only=True)
+    try:
+        torch.manual_seed(config.seed)
+        generator = torch.Generator(device="cpu")
+        generator.manual_seed(config.seed)
+        model = build_model(model_name, channels, config.num_classes).to(device)
+        model = model.to(memory_format=memory_format)
+        optimizer = torch.optim.Adam(model.parameters(), lr=config.learning_rate)
+
+        history: list[dict] = []
+        streak = 0
+        start_epoch = 0
+        if path is not None and path.exists():
+            ckpt = torch.load(path, map_location="cpu", weights_only=True)
+            _check_checkpoint(ckpt, path, model_name, config, fingerprint)
+            model.load_state_dict(ckpt["model"])
+            optimizer.load_state_dict(ckpt["optimizer"])
+            history = list(ckpt["history"])
+            streak = int(ckpt["fit_streak"])
+            start_epoch = int(ckpt["epoch"])
+            _set_rng_state(ckpt["rng"], generator, device)
+            info(f"{model_name}: resumed from {path} at epoch {start_epoch}")
+        resumed_from = start_epoch
+
+        # The data, once: float32 in [0, 1] on the device.
+        inputs = images_cpu.to(device).float().div_(255.0).contiguous(memory_format=memory_format)
+        targets = targets_cpu.to(device)
+
+        def autocast():
+            return torch.autocast(device_type="cuda", dtype=torch.bfloat16, enabled=use_bf16)
+
+        epoch = start_epoch
+        if streak >= config.fit_patience:
+            info(f"{model_name}: checkpoint already fits its training set; nothing to train")
+        while streak < config.fit_patience and epoch < config.max_epochs:
+            epoch += 1
+            started = time.perf_counter()
+            model.train()
+            permutation = torch.randperm(n, generator=generator)
+            batches = _batches(n, config.batch_size, permutation)
+            loss_sum = torch.zeros((), dtype=torch.float64, device=device)
+            correct = torch.zeros((), dtype=torch.int64, device=device)
+            for index, batch in enumerate(batches, 1):
+                batch = batch.to(device)
+                x, y = inputs[batch], targets[batch]
+                optimizer.zero_grad(set_to_none=True)
+                with autocast():
+                    logits = model(x)
+                logits = logits.float()
+                loss = nn.functional.cross_entropy(logits, y)
+                loss.backward()
+                optimizer.step()
+                with torch.no_grad():
+                    loss_sum += loss.detach().double() * len(batch)
+                    correct += (logits.argmax(1) == y).sum()
+                if show_progress:
+                    sys.stderr.write(f"\r{model_name} epoch {epoch}/{config.max_epochs} "
+                                     f"batch {index}/{len(batches)} loss {loss.item():.4f}")
+                    sys.stderr.flush()
+            train_loss = loss_sum.item() / n
+            running_accuracy = correct.item() / n
+            if not math.isfinite(train_loss):
+                raise FloatingPointError(f"{model_name}: training loss became {train_loss} in epoch {epoch}")
+            # The fit check is the float32 evaluation used for every reported number.
+            fit = evaluate(model, inputs, targets, batch_size=EVAL_BATCH_SIZE)
+            eval_loss, train_accuracy = fit["loss"], fit["accuracy"]
+            streak = streak + 1 if train_accuracy >= config.fit_threshold else 0
+            entry = {
+                "epoch": epoch,
+                "train_loss": train_loss,
+                "running_accuracy": running_accuracy,
+                "train_accuracy": train_accuracy,
+                "eval_loss": eval_loss,
+                "seconds": time.perf_counter() - started,
+            }
+            history.append(entry)
+            if show_progress:
+                sys.stderr.write("\n")
+            info(f"{model_name} epoch {epoch}/{config.max_epochs}: loss {train_loss:.4f}, "
+                 f"running acc {running_accuracy:.4f}, train acc (eval) {train_accuracy:.4f}, "
+                 f"{entry['seconds']:.1f} s")
+            if path is not None:
+                ckpt = {
+                    "format": CHECKPOINT_FORMAT,
+                    "model_name": model_name,
+                    "config": config.to_dict(),
+                    "data_fingerprint": fingerprint,
+                    "epoch": epoch,
+                    "fit_streak": streak,
+                    "history": history,
+                    "model": model.state_dict(),
+                    "optimizer": optimizer.state_dict(),
+                    "rng": _rng_state(generator, device),
+                }
+                with atomic_write(path) as handle:
+                    torch.save(ckpt, handle)
+            if on_epoch_end is not None:
+                on_epoch_end(epoch, entry)
+
+        fitted = streak >= config.fit_patience
+        info(f"{model_name}: {'fits' if fitted else 'did NOT fit'} its training set after {epoch} epochs "
+             f"(train accuracy {history[-1]['train_accuracy'] if history else float('nan'):.4f})")
+        model = model.float().to(memory_format=torch.contiguous_format).eval()
+        return TrainResult(model=model, epochs=epoch, fitted=fitted, history=history,
+                           device=str(device), resumed_from=resumed_from)
+    finally:
+        torch.use_deterministic_algorithms(previous_deterministic, warn_only=previous_warn_only)
