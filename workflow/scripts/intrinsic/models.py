@@ -51,10 +51,11 @@ def representations(model: nn.Module, images: torch.Tensor, batch_size: int = 25
     captured: list[torch.Tensor] = []
     hook = final_linear(model).register_forward_hook(lambda _m, inputs, _out: captured.append(inputs[0].float().cpu()))
     was_training = model.training
+    device = next(model.parameters()).device
     model.eval()
     try:
         for start in range(0, len(images), batch_size):
-            model(images[start : start + batch_size])
+            model(images[start : start + batch_size].to(device=device, dtype=torch.float32))
     finally:
         hook.remove()
         model.train(was_training)
