@@ -27,7 +27,6 @@ eval mode).
 
 from __future__ import annotations
 
-from contextlib import contextmanager
 from typing import Iterable, Sequence
 
 import torch
@@ -35,36 +34,18 @@ import torch.nn.functional as F
 from torch import nn
 
 from .estimators import intrinsic_dimension
-from .models import representations
+from .models import eval_mode, model_device, representations
 
 ATTACKS = ("fgsm", "pgd")
 
 
 # --------------------------------------------------------------------------------------- helpers
-def _model_device(model: nn.Module) -> torch.device:
-    for tensor in model.parameters():
-        return tensor.device
-    for tensor in model.buffers():
-        return tensor.device
-    return torch.device("cpu")
-
-
 def _resolve_device(model: nn.Module, device) -> torch.device:
     if device is None:
-        return _model_device(model)
+        return model_device(model)
     device = torch.device(device)
     model.to(device)
     return device
-
-
-@contextmanager
-def _eval_mode(model: nn.Module):
-    was_training = model.training
-    model.eval()
-    try:
-        yield model
-    finally:
-        model.train(was_training)
 
 
 def _check_inputs(images: torch.Tensor, labels: torch.Tensor | None = None) -> None:
@@ -109,7 +90,7 @@ def evaluate(model: nn.Module, images: torch.Tensor, labels: torch.Tensor, batch
     _check_inputs(images, labels)
     device = _resolve_device(model, device)
     total_loss, total_correct = 0.0, 0
-    with _eval_mode(model):
+    with eval_mode(model):
         for x, y in _batches(images, labels, batch_size, device):
             loss, correct = _loss_and_correct(model, x, y)
             total_loss += loss
@@ -160,7 +141,7 @@ def fgsm(model: nn.Module, images: torch.Tensor, labels: torch.Tensor, eps: floa
     device = _resolve_device(model, device)
     x = images.to(device=device, dtype=torch.float32)
     y = labels.to(device=device, dtype=torch.long)
-    with _eval_mode(model):
+    with eval_mode(model):
         return _fgsm(model, x, y, float(eps))
 
 
@@ -178,7 +159,7 @@ def pgd(model: nn.Module, images: torch.Tensor, labels: torch.Tensor, eps: float
     device = _resolve_device(model, device)
     x = images.to(device=device, dtype=torch.float32)
     y = labels.to(device=device, dtype=torch.long)
-    with _eval_mode(model):
+    with eval_mode(model):
         return _pgd(model, x, y, float(eps), steps, step_size, random_start, generator)
 
 
@@ -204,14 +185,11 @@ def attack_penalties(model: nn.Module, images: torch.Tensor, labels: torch.Tenso
     device = _resolve_device(model, device)
     keys = [(attack, eps) for attack in attacks for eps in eps_list]
     generators = {key: torch.Generator().manual_seed(seed) for key in keys if key[0] == "pgd"}
+    clean = evaluate(model, images, labels, batch_size, device)
     attacked_loss = {key: 0.0 for key in keys}
     attacked_correct = {key: 0 for key in keys}
-    clean_loss, clean_correct = 0.0, 0
-    with _eval_mode(model):
+    with eval_mode(model):
         for x, y in _batches(images, labels, batch_size, device):
-            loss, correct = _loss_and_correct(model, x, y)
-            clean_loss += loss
-            clean_correct += correct
             for key in keys:
                 attack, eps = key
                 if attack == "fgsm":
@@ -225,8 +203,8 @@ def attack_penalties(model: nn.Module, images: torch.Tensor, labels: torch.Tenso
     records = []
     for key in keys:
         attack, eps = key
-        c_loss, a_loss = clean_loss / n, attacked_loss[key] / n
-        c_acc, a_acc = clean_correct / n, attacked_correct[key] / n
+        c_loss, a_loss = clean["loss"], attacked_loss[key] / n
+        c_acc, a_acc = clean["accuracy"], attacked_correct[key] / n
         records.append({
             "attack": attack, "eps": eps, "n": n,
             "clean_loss": c_loss, "attacked_loss": a_loss, "loss_penalty": a_loss - c_loss,
@@ -248,7 +226,7 @@ def jacobian_norms(model: nn.Module, images: torch.Tensor, batch_size: int = 256
         raise ValueError(f"output must be 'softmax' or 'logits', got {output!r}")
     device = _resolve_device(model, device)
     norms = []
-    with _eval_mode(model):
+    with eval_mode(model):
         for x, _ in _batches(images, None, batch_size, device):
             with torch.enable_grad():
                 x = x.detach().requires_grad_(True)
@@ -279,8 +257,7 @@ def representation_dimension(model: nn.Module, images: torch.Tensor, k: int = 20
     count once, as in ``estimators.intrinsic_dimension``.
     """
     _check_inputs(images)
-    device = _resolve_device(model, device)
-    feats = [representations(model, x, batch_size) for x, _ in _batches(images, None, batch_size, device)]
-    result = intrinsic_dimension(torch.cat(feats), k=k)
+    _resolve_device(model, device)
+    result = intrinsic_dimension(representations(model, images, batch_size), k=k)
     return {"d_repr_mle": result["d_mle"], "d_repr_twonn": result["d_twonn"],
             "n_repr_duplicates": result["n_duplicates"]}

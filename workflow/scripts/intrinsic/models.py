@@ -6,6 +6,8 @@ classes; everything else is torchvision's architecture unchanged.
 
 from __future__ import annotations
 
+from contextlib import contextmanager
+
 import torch
 from torch import nn
 from torchvision import models as tv_models
@@ -27,14 +29,36 @@ def build_model(name: str, in_channels: int, num_classes: int = 2) -> nn.Module:
     model = ARCHITECTURES[name](weights=None, num_classes=num_classes)
     if in_channels != 3:
         if name.startswith("resnet"):
-            old = model.conv1
-            model.conv1 = nn.Conv2d(in_channels, old.out_channels, old.kernel_size, old.stride,
-                                    old.padding, bias=old.bias is not None)
+            model.conv1 = _with_in_channels(model.conv1, in_channels)
         else:
-            old = model.features[0]
-            model.features[0] = nn.Conv2d(in_channels, old.out_channels, old.kernel_size, old.stride,
-                                          old.padding, bias=old.bias is not None)
+            model.features[0] = _with_in_channels(model.features[0], in_channels)
     return model
+
+
+def _with_in_channels(conv: nn.Conv2d, in_channels: int) -> nn.Conv2d:
+    """A fresh convolution like ``conv`` but reading ``in_channels`` channels."""
+    return nn.Conv2d(in_channels, conv.out_channels, conv.kernel_size, conv.stride, conv.padding,
+                     bias=conv.bias is not None)
+
+
+def model_device(model: nn.Module) -> torch.device:
+    """The device of the model's parameters (or buffers); CPU for a model with neither."""
+    for tensor in model.parameters():
+        return tensor.device
+    for tensor in model.buffers():
+        return tensor.device
+    return torch.device("cpu")
+
+
+@contextmanager
+def eval_mode(model: nn.Module):
+    """Run the block with the model in eval mode; restore its previous mode afterwards."""
+    was_training = model.training
+    model.eval()
+    try:
+        yield model
+    finally:
+        model.train(was_training)
 
 
 def final_linear(model: nn.Module) -> nn.Linear:
@@ -50,13 +74,11 @@ def representations(model: nn.Module, images: torch.Tensor, batch_size: int = 25
     """Inputs of the final linear layer for ``images`` (float32, eval mode), shape (n, features)."""
     captured: list[torch.Tensor] = []
     hook = final_linear(model).register_forward_hook(lambda _m, inputs, _out: captured.append(inputs[0].float().cpu()))
-    was_training = model.training
-    device = next(model.parameters()).device
-    model.eval()
+    device = model_device(model)
     try:
-        for start in range(0, len(images), batch_size):
-            model(images[start : start + batch_size].to(device=device, dtype=torch.float32))
+        with eval_mode(model):
+            for start in range(0, len(images), batch_size):
+                model(images[start : start + batch_size].to(device=device, dtype=torch.float32))
     finally:
         hook.remove()
-        model.train(was_training)
     return torch.cat(captured)
