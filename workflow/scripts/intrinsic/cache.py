@@ -134,9 +134,10 @@ def prepare(raw: RawDataset, size: int, channels: int) -> tuple[np.ndarray, np.n
     return out, raw.labels, raw.groups
 
 
-def checksum(images: np.ndarray, labels: np.ndarray, groups: np.ndarray) -> str:
+def checksum(*arrays: np.ndarray) -> str:
+    """sha256 over the dtype, shape and bytes of each array, in order."""
     digest = hashlib.sha256()
-    for array in (images, labels, groups):
+    for array in arrays:
         digest.update(str((array.dtype.str, array.shape)).encode())
         digest.update(np.ascontiguousarray(array).data)
     return digest.hexdigest()

@@ -36,7 +36,6 @@ Design:
 from __future__ import annotations
 
 import dataclasses
-import hashlib
 import logging
 import math
 import sys
@@ -49,6 +48,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from .cache import checksum
 from .evaluation import evaluate
 from .io import atomic_write
 from .models import build_model
@@ -171,15 +171,6 @@ def _as_label_tensor(labels: np.ndarray | torch.Tensor, n: int, num_classes: int
     return tensor
 
 
-def data_fingerprint(images: torch.Tensor, labels: torch.Tensor) -> str:
-    """sha256 over shapes and bytes of the uint8 images and int64 labels."""
-    digest = hashlib.sha256()
-    for tensor in (images, labels):
-        digest.update(str((str(tensor.dtype), tuple(tensor.shape))).encode())
-        digest.update(np.ascontiguousarray(tensor.numpy()).reshape(-1).view(np.uint8))
-    return digest.hexdigest()
-
-
 def _batches(n: int, batch_size: int, permutation: torch.Tensor) -> list[torch.Tensor]:
     batches = list(torch.split(permutation, batch_size))
     if len(batches) > 1 and len(batches[-1]) == 1:
@@ -250,7 +241,7 @@ def train(
     images_cpu = _as_uint8_tensor(images_uint8)
     n, channels = images_cpu.shape[:2]
     targets_cpu = _as_label_tensor(labels, n, config.num_classes)
-    fingerprint = data_fingerprint(images_cpu, targets_cpu)
+    fingerprint = checksum(images_cpu.numpy(), targets_cpu.numpy())
     path = Path(checkpoint_path) if checkpoint_path is not None else None
 
     previous_deterministic = torch.are_deterministic_algorithms_enabled()
