@@ -19,10 +19,16 @@ report: "workflow/report/workflow.rst"
 include: "workflow/rules/common.smk"
 include: "workflow/rules/prepare.smk"
 include: "workflow/rules/properties.smk"
+include: "workflow/rules/grid.smk"
+include: "workflow/rules/analysis.smk"
 
 
 rule all:
     input:
         "results/tables/dataset_properties.csv",
         "results/figures/fig1_dataset_properties.png",
+        rules.grid_tables.output,
+        rules.scaling_fits.output,
+        rules.sharpness_robustness.output,
+        rules.generalization_figures.output,
     default_target: True

@@ -8,11 +8,16 @@ import pytest
 import yaml
 
 TINY = {
-    "image": {"size": 16, "channels": 1},
+    "image": {"size": 32, "channels": 1},  # 32 px: VGG's five poolings need it
     "splits": {"n_train": [20, 40], "n_test": 20, "seeds": [0, 1]},
     "properties": {"knn_k": 10, "sharpness_samples": 30, "threads": 1},
+    "training": {"models": ["resnet18", "vgg13"], "max_epochs": 1, "threads": 1, "vgg_pool_size": 1,
+                 "model_settings": {"resnet18": {"learning_rate": 1e-3, "batch_size": 10},
+                                    "vgg13": {"learning_rate": 1e-4, "batch_size": 10}}},
+    "evaluation": {"attacks": ["fgsm", "pgd"], "pgd_steps": 1},
     "datasets": ["digits", "ct_lesion", "synthetic_d2"],
 }
+RUN_KEYS = ["dataset", "model", "n_train", "seed"]
 
 
 def snakemake(repo, workdir, *args, check=True):
@@ -31,9 +36,24 @@ def job_counts(output: str) -> dict[str, int]:
 
 def test_dry_run_of_the_default_config(repo, tmp_path):
     counts = job_counts(snakemake(repo, tmp_path, "-n", "--quiet", "rules").stdout)
-    assert counts["prepare_dataset"] == 11  # one cache per dataset
-    assert counts["make_split"] == counts["dataset_properties"] == 11 * 3 * 3  # dataset x N x seed
-    assert counts["dataset_properties_table"] == counts["figure_dataset_properties"] == 1
+    assert counts["prepare_dataset"] == 4  # one cache per dataset
+    assert counts["make_split"] == counts["dataset_properties"] == 4 * 3 * 2  # dataset x N x seed
+    assert counts["train_model"] == counts["evaluate_model"] == 4 * 2 * 3 * 2  # x model
+    for rule in ("dataset_properties_table", "figure_dataset_properties", "grid_tables", "scaling_fits",
+                 "sharpness_robustness", "generalization_figures"):
+        assert counts[rule] == 1, rule
+
+
+def test_dry_run_of_one_dataset_and_one_model(repo, tmp_path):
+    counts = job_counts(snakemake(repo, tmp_path, "-n", "--quiet", "rules", "--config", "datasets=[digits]",
+                                  "training={models: [resnet50]}").stdout)
+    assert counts["prepare_dataset"] == 1 and counts["train_model"] == 3 * 2
+
+
+def test_unknown_model_is_a_schema_error(repo, tmp_path):
+    result = snakemake(repo, tmp_path, "-n", "--config", "training={models: [resnet18, alexnet]}", check=False)
+    assert result.returncode != 0
+    assert "alexnet" in result.stdout + result.stderr
 
 
 def test_lint_is_clean(repo, tmp_path):
@@ -63,12 +83,51 @@ def test_tiny_run_produces_table_and_figure(tiny_run):
     assert sorted(table["n_train"].unique()) == [20, 40] and sorted(table["seed"].unique()) == [0, 1]
     for column in ("d_mle", "d_twonn", "k_f"):
         assert (table[column] > 0).all() and table[column].notna().all()
-    assert (table["n_features"] == 16 * 16).all() and (table["resolution"] == 16).all()
+    assert (table["n_features"] == 32 * 32).all() and (table["resolution"] == 32).all()
     assert (table.loc[table["dataset"] == "synthetic_d2", "d_true"] == 2).all()
     for suffix in ("png", "pdf"):
         assert (tiny_run / f"results/figures/fig1_dataset_properties.{suffix}").stat().st_size > 10_000
     assert (tiny_run / "results/logs/prepare_dataset/digits.log").read_text().strip()
     assert (tiny_run / "results/benchmarks/prepare_dataset/digits.tsv").exists()
+
+
+def test_tiny_run_produces_the_grid_tables(tiny_run):
+    runs = pd.read_csv(tiny_run / "results/tables/runs.csv")
+    assert len(runs) == 3 * 2 * 2 * 2 and list(runs.columns[:4]) == RUN_KEYS
+    assert not runs.duplicated(RUN_KEYS).any()
+    assert set(runs["model"]) == {"resnet18", "vgg13"} and (runs["epochs"] == 1).all()
+    for column in ("test_loss", "train_loss", "d_repr_twonn", "d_repr_mle", "jacobian_norm", "d_mle", "k_f"):
+        assert runs[column].notna().all(), column
+    assert runs["test_accuracy"].between(0, 1).all() and (runs["device"] == "cpu").all()
+    properties = pd.read_csv(tiny_run / "results/tables/dataset_properties.csv")
+    joined = runs.merge(properties, on=["dataset", "n_train", "seed"], suffixes=("", "_split"))
+    assert (joined["d_mle"] == joined["d_mle_split"]).all()
+    attacks = pd.read_csv(tiny_run / "results/tables/attacks.csv")
+    assert len(attacks) == len(runs) * 2 * 4
+    assert set(attacks["eps_255"]) == {1, 2, 4, 8} and set(attacks["attack"]) == {"fgsm", "pgd"}
+    assert ((attacks["loss_penalty"] - (attacks["attacked_loss"] - attacks["clean_loss"])).abs() < 1e-12).all()
+    assert pd.read_parquet(tiny_run / "results/tables/runs.parquet").equals(runs)
+    assert len(pd.read_parquet(tiny_run / "results/tables/attacks.parquet")) == len(attacks)
+    assert not list((tiny_run / "results").glob("models/**/*.pt"))  # temporary weights are gone
+    assert not list((tiny_run / "results").glob("checkpoints/**/*.pt"))
+
+
+def test_tiny_run_produces_fits_table1_and_figures(tiny_run):
+    fits = pd.read_csv(tiny_run / "results/tables/fits.csv")
+    assert set(fits["law"]) == {"eq2_with_kf", "eq2_without_kf", "eq4_d_repr"}
+    assert set(fits["domain"]) == {"natural", "medical", "synthetic"}
+    assert set(fits["model"]) == {"all", "resnet18", "vgg13"}
+    pooled = fits[(fits["model"] == "all") & (fits["error"].isna())]
+    assert len(pooled) and pooled["estimate"].notna().all()
+    table1 = pd.read_csv(tiny_run / "results/tables/table1_sharpness_correlations.csv")
+    assert len(table1) == 2 * 2 * 4  # model x attack x eps
+    assert table1["r"].between(-1, 1).all()
+    markdown = (tiny_run / "results/tables/table1_sharpness_correlations.md").read_text()
+    assert "eps = 8/255" in markdown and "vgg13" in markdown
+    for name in ("fig2_generalization_loss", "fig2_generalization_accuracy", "fig3_sharpness_robustness",
+                 "fig4_repr_generalization_loss", "fig4_repr_generalization_accuracy", "fig5_repr_vs_data"):
+        for suffix in ("png", "pdf"):
+            assert (tiny_run / f"results/figures/{name}.{suffix}").stat().st_size > 10_000, name
 
 
 def test_tiny_run_is_complete_and_resumable(repo, tiny_run):
@@ -82,6 +141,7 @@ def test_report_has_the_figure_and_caption(repo, tiny_run):
 
     with zipfile.ZipFile(tiny_run / "report.zip") as archive:
         names = archive.namelist()
-        assert any(name.endswith("fig1_dataset_properties.png") for name in names)
+        for figure in ("fig1_dataset_properties.png", "fig2_generalization_loss.png", "fig5_repr_vs_data.png"):
+            assert any(name.endswith(figure) for name in names), figure
         text = "".join(archive.read(n).decode("utf-8", "ignore") for n in names if n.endswith((".html", ".js")))
-    assert "label sharpness" in text
+    assert "label sharpness" in text and "Pearson" in text

@@ -15,11 +15,20 @@ if _unknown:
     )
 N_TRAIN = config["splits"]["n_train"]
 SEEDS = config["splits"]["seeds"]
+MODELS = config["training"]["models"]
 CONDA_ENV = "../../envs/intrinsic.yaml"
+
+# The grid: one training run per combination of these axes. A run's files live under
+# RUN_PATH, and every record carries the axes as columns. A new axis (e.g. background noise)
+# is one entry here, one path segment in RUN_PATH and a config list; the tables pick it up.
+RUN_AXES = {"dataset": DATASETS, "model": MODELS, "n_train": N_TRAIN, "seed": SEEDS}
+RUN_PATH = "{dataset}/{model}/n{n_train}_seed{seed}"
+SPLIT_PATH = "{dataset}/n{n_train}_seed{seed}"
 
 
 wildcard_constraints:
     dataset="|".join(map(re.escape, DATASETS)) if DATASETS else "(?!)",
+    model="|".join(map(re.escape, MODELS)),
     n_train=r"\d+",
     seed=r"\d+",
 
@@ -38,3 +47,24 @@ def cache_files(wildcards):
 
 def split_records(pattern):
     return expand(pattern, dataset=DATASETS, n_train=N_TRAIN, seed=SEEDS)
+
+
+def run_records(pattern):
+    """``pattern`` (containing RUN_PATH's wildcards) for every run of the grid."""
+    return expand(pattern, **RUN_AXES)
+
+
+def run_keys(wildcards):
+    """The grid axes of one run, as typed values for its records."""
+    return {axis: (int(wildcards[axis]) if axis in ("n_train", "seed") else wildcards[axis])
+            for axis in RUN_AXES}
+
+
+def model_file(path):
+    """Weights are large (VGG: 0.5 GB at 224 px): deleted after evaluation unless kept."""
+    return path if config["training"]["keep_models"] else temp(path)
+
+
+def figure_report(name, category):
+    """A figure's PNG as a report item, captioned by workflow/report/{name}.rst."""
+    return report(f"results/figures/{name}.png", caption=f"../report/{name}.rst", category=category)

@@ -288,7 +288,7 @@ def sharpness_correlations(attacks: pd.DataFrame, by: Sequence[str] = ("model", 
 
     For each ``by`` group and training-set size, rows are first averaged per dataset (over seeds),
     then r = scipy.stats.pearsonr over the datasets (NaN with fewer than 3 datasets or a constant
-    input). One row per ``by`` group: ``r`` (mean over sizes of the finite r), ``r_sd`` (sample
+    input; rows with a non-finite x or y are left out). One row per ``by`` group: ``r`` (mean over sizes of the finite r), ``r_sd`` (sample
     s.d. over sizes, NaN for one size), ``r_min``, ``r_max``, ``n_sizes`` (sizes with a finite r),
     ``n_datasets`` (fewest datasets at any size), ``p_max`` (largest two-sided p over sizes: r is
     significant at every size when p_max < alpha) and ``n_significant`` (sizes with p < alpha).
@@ -297,7 +297,10 @@ def sharpness_correlations(attacks: pd.DataFrame, by: Sequence[str] = ("model", 
     _require_columns(attacks, by + [size_column, dataset_column, x, y])
     for column in (x, y):
         _numeric(attacks, column)
-    per_dataset = (attacks.dropna(subset=[x, y])
+    # Non-finite values (K_F = inf for identical images with different labels) are left out, as
+    # in Figure 3; a mean with an inf would otherwise turn that size's r into NaN.
+    finite = attacks[np.isfinite(_numeric(attacks, x)) & np.isfinite(_numeric(attacks, y))]
+    per_dataset = (finite
                    .groupby(by + [size_column, dataset_column], sort=True, dropna=False)[[x, y]]
                    .mean().reset_index())
     per_size = []

@@ -1,15 +1,24 @@
 """The study's CNNs: torchvision ResNet-18/34/50 and VGG-13/16/19, trained from scratch.
 
 The input layer is adapted to the dataset's channel count and the head to the number of
-classes; everything else is torchvision's architecture unchanged.
+classes; everything else is torchvision's architecture unchanged, except for one opt-in knob:
+
+``vgg_pool_size``: torchvision's VGG average-pools its last feature map to 7x7 before a
+25088 -> 4096 linear layer (102M of VGG-13's 129M parameters). That matches 224 px inputs, whose
+feature map is 7x7. At 32 px the feature map is 1x1 and the pool only repeats it 49 times, so a
+pool size of 1 (512 -> 4096) computes the same function family with 4.5x fewer parameters and
+3.6x faster CPU epochs. The default is torchvision's 7; the embedded CPU config uses 1.
 """
 
 from __future__ import annotations
 
 from contextlib import contextmanager
+from pathlib import Path
 
 import torch
 from torch import nn
+
+from .io import atomic_write
 from torchvision import models as tv_models
 
 ARCHITECTURES = {
@@ -22,17 +31,43 @@ ARCHITECTURES = {
 }
 
 
-def build_model(name: str, in_channels: int, num_classes: int = 2) -> nn.Module:
+def build_model(name: str, in_channels: int, num_classes: int = 2, vgg_pool_size: int = 7) -> nn.Module:
     """A randomly initialized torchvision model for (in_channels, H, W) inputs."""
     if name not in ARCHITECTURES:
         raise ValueError(f"unknown model {name!r}; choose one of {', '.join(ARCHITECTURES)}")
+    if vgg_pool_size < 1:
+        raise ValueError(f"vgg_pool_size must be >= 1, got {vgg_pool_size}")
     model = ARCHITECTURES[name](weights=None, num_classes=num_classes)
     if in_channels != 3:
         if name.startswith("resnet"):
             model.conv1 = _with_in_channels(model.conv1, in_channels)
         else:
             model.features[0] = _with_in_channels(model.features[0], in_channels)
+    if name.startswith("vgg") and vgg_pool_size != 7:
+        first = model.classifier[0]
+        model.avgpool = nn.AdaptiveAvgPool2d((vgg_pool_size, vgg_pool_size))
+        model.classifier[0] = nn.Linear(512 * vgg_pool_size**2, first.out_features)
+        # torchvision's VGG init for linear layers (normal(0, 0.01), zero bias).
+        nn.init.normal_(model.classifier[0].weight, 0, 0.01)
+        nn.init.zeros_(model.classifier[0].bias)
     return model
+
+
+def save_model(path: str | Path, model: nn.Module, architecture: dict) -> None:
+    """Write the float32 weights and the ``build_model`` arguments that rebuild them, atomically."""
+    state = {key: value.detach().float().cpu() if value.is_floating_point() else value.detach().cpu()
+             for key, value in model.state_dict().items()}
+    with atomic_write(Path(path)) as handle:
+        torch.save({"architecture": dict(architecture), "state_dict": state}, handle)
+
+
+def load_model(path: str | Path, device: str | torch.device = "cpu") -> tuple[nn.Module, dict]:
+    """(model in eval mode on ``device``, its architecture dict) from a ``save_model`` file."""
+    saved = torch.load(Path(path), map_location="cpu", weights_only=True)
+    architecture = saved["architecture"]
+    model = build_model(**architecture)
+    model.load_state_dict(saved["state_dict"])
+    return model.to(device).eval(), architecture
 
 
 def _with_in_channels(conv: nn.Conv2d, in_channels: int) -> nn.Conv2d:

@@ -33,3 +33,45 @@ def merge_records(paths: list[str | os.PathLike], columns: list[str] | None = No
 def write_csv(table: pd.DataFrame, path: str | os.PathLike) -> None:
     with atomic_write(Path(path), "w") as handle:
         table.to_csv(handle, index=False)
+
+
+# The split a run trains on: the columns joining a run to its dataset properties.
+SPLIT_KEYS = ["dataset", "n_train", "seed"]
+JOINED_PROPERTIES = ["classes", "d_mle", "d_twonn", "k_f", "d_true"]
+# Run columns repeated on every attack row, so attacks.csv stands on its own.
+RUN_COLUMNS_ON_ATTACKS = ["domain", "fitted", "test_loss", "test_accuracy", "d_repr_twonn",
+                          "d_repr_mle", "jacobian_norm"]
+
+
+def grid_tables(evaluation_paths: list[str | os.PathLike], properties: pd.DataFrame,
+                run_keys: list[str]) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """(runs, attacks): one row per run and one per run x attack x eps, joined with the
+    properties of the run's training split. ``run_keys`` are the grid axes (dataset, model, ...)."""
+    records = [read_json(path) for path in evaluation_paths]
+    if not records:
+        raise ValueError("no evaluation records to merge")
+    runs = pd.DataFrame([record["run"] for record in records])
+    attacks = pd.DataFrame([row for record in records for row in record["attacks"]])
+    missing = [key for key in run_keys + SPLIT_KEYS if key not in runs.columns]
+    if missing:
+        raise ValueError(f"evaluation records lack the run keys {missing}")
+    for key in ("n_train", "seed"):  # wildcards arrive as strings
+        runs[key] = runs[key].astype(int)
+        attacks[key] = attacks[key].astype(int)
+    joined = properties[SPLIT_KEYS + JOINED_PROPERTIES]
+    runs = runs.merge(joined, on=SPLIT_KEYS, how="left", validate="many_to_one", indicator=True)
+    orphans = runs[runs.pop("_merge") != "both"]
+    if len(orphans):
+        raise ValueError(f"{len(orphans)} runs have no dataset properties, e.g. "
+                         f"{orphans[SPLIT_KEYS].iloc[0].to_dict()}")
+    order = run_keys + [c for c in runs.columns if c not in run_keys]
+    runs = runs[order].sort_values(run_keys, kind="stable").reset_index(drop=True)
+    attacks = attacks.merge(runs[run_keys + RUN_COLUMNS_ON_ATTACKS + JOINED_PROPERTIES],
+                            on=run_keys, how="left", validate="many_to_one")
+    attacks = attacks.sort_values(run_keys + ["attack", "eps"], kind="stable").reset_index(drop=True)
+    return runs, attacks
+
+
+def write_parquet(table: pd.DataFrame, path: str | os.PathLike) -> None:
+    with atomic_write(Path(path)) as handle:
+        table.to_parquet(handle, index=False)

@@ -6,7 +6,8 @@ Design:
   held in memory on the training device; each epoch draws a permutation from a dedicated,
   seeded ``torch.Generator`` (always on the CPU, so its state is portable) and slices batches
   by index. No DataLoader, no per-epoch decoding or host-to-device copies.
-* Optimizer: Adam with ``config.learning_rate``; loss: cross-entropy; no augmentation.
+* Optimizer: Adam with ``config.learning_rate`` and ``config.weight_decay`` (the study's code
+  uses 1e-4); loss: cross-entropy; no augmentation.
 * Fit criterion: at the end of every epoch the model is evaluated in **eval mode** over the
   **full training set** (``history[i]["train_accuracy"]``). The running accuracy of the
   epoch's batches (``running_accuracy``) is reported too, but it is measured in train mode
@@ -66,6 +67,7 @@ class TrainConfig:
     """Hyperparameters of one training run (everything that determines its result).
 
     learning_rate: Adam learning rate.
+    weight_decay: Adam's L2 penalty (torch.optim.Adam ``weight_decay``).
     batch_size: minibatch size.
     max_epochs: give up after this many epochs (``fitted`` is then False unless the last fit).
     fit_threshold: eval-mode accuracy over the full training set that counts as "fits".
@@ -75,9 +77,11 @@ class TrainConfig:
     device: "cpu" or "cuda" (or "cuda:N").
     bf16: bfloat16 autocast + channels_last on CUDA; ignored on the CPU.
     num_classes: size of the classification head.
+    vgg_pool_size: see ``models.build_model`` (7 = torchvision's VGG; ignored by ResNets).
     """
 
     learning_rate: float = 1e-3
+    weight_decay: float = 0.0
     batch_size: int = 32
     max_epochs: int = 100
     fit_threshold: float = 1.0
@@ -86,10 +90,13 @@ class TrainConfig:
     device: str = "cpu"
     bf16: bool = False
     num_classes: int = 2
+    vgg_pool_size: int = 7
 
     def __post_init__(self) -> None:
         if not self.learning_rate > 0:
             raise ValueError(f"learning_rate must be > 0, got {self.learning_rate}")
+        if self.weight_decay < 0:
+            raise ValueError(f"weight_decay must be >= 0, got {self.weight_decay}")
         if self.batch_size < 1:
             raise ValueError(f"batch_size must be >= 1, got {self.batch_size}")
         if self.max_epochs < 1:
@@ -120,6 +127,12 @@ class TrainResult:
     history: list[dict] = field(default_factory=list)
     device: str = "cpu"
     resumed_from: int = 0
+
+
+def architecture(model_name: str, in_channels: int, config: TrainConfig) -> dict:
+    """The ``models.build_model`` arguments of a run (saved with its weights)."""
+    return {"name": model_name, "in_channels": int(in_channels), "num_classes": config.num_classes,
+            "vgg_pool_size": config.vgg_pool_size}
 
 
 def _log_function(log: Any) -> Callable[[str], None]:
@@ -252,9 +265,10 @@ def train(
         torch.manual_seed(config.seed)
         generator = torch.Generator(device="cpu")
         generator.manual_seed(config.seed)
-        model = build_model(model_name, channels, config.num_classes).to(device)
+        model = build_model(**architecture(model_name, channels, config)).to(device)
         model = model.to(memory_format=memory_format)
-        optimizer = torch.optim.Adam(model.parameters(), lr=config.learning_rate)
+        optimizer = torch.optim.Adam(model.parameters(), lr=config.learning_rate,
+                                     weight_decay=config.weight_decay)
 
         history: list[dict] = []
         streak = 0

@@ -1,0 +1,55 @@
+# The experiment grid: one training run per RUN_AXES combination, then its evaluation.
+# Both rules share the group "run", so a cluster runs them in one job on one GPU allocation.
+
+
+rule train_model:
+    input:
+        unpack(cache_files),
+        split=f"results/splits/{SPLIT_PATH}.npz",
+    output:
+        model=model_file(f"results/models/{RUN_PATH}.pt"),
+        record=f"results/runs/{RUN_PATH}/training.json",
+    params:
+        run=run_keys,
+        cache=lambda wildcards: cache_dir(wildcards.dataset),
+        training=config["training"],
+        # Resume state of a killed job; not an output, so Snakemake leaves it in place.
+        checkpoints=f"results/checkpoints/{RUN_PATH}",
+    threads: config["training"]["threads"]
+    group:
+        "run"
+    log:
+        f"results/logs/train_model/{RUN_PATH}.log",
+    benchmark:
+        f"results/benchmarks/train_model/{RUN_PATH}.tsv"
+    conda:
+        CONDA_ENV
+    script:
+        "../scripts/train_model.py"
+
+
+rule evaluate_model:
+    input:
+        unpack(cache_files),
+        split=f"results/splits/{SPLIT_PATH}.npz",
+        model=f"results/models/{RUN_PATH}.pt",
+        training=f"results/runs/{RUN_PATH}/training.json",
+    output:
+        f"results/runs/{RUN_PATH}/evaluation.json",
+    params:
+        run=run_keys,
+        cache=lambda wildcards: cache_dir(wildcards.dataset),
+        evaluation=config["evaluation"],
+        knn_k=config["properties"]["knn_k"],
+        device=config["training"]["device"],
+    threads: config["training"]["threads"]
+    group:
+        "run"
+    log:
+        f"results/logs/evaluate_model/{RUN_PATH}.log",
+    benchmark:
+        f"results/benchmarks/evaluate_model/{RUN_PATH}.tsv"
+    conda:
+        CONDA_ENV
+    script:
+        "../scripts/evaluate_model.py"

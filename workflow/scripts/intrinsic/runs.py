@@ -1,0 +1,143 @@
+"""One grid run: train a model on one split, then evaluate it. What the workflow's rules call.
+
+A run is identified by its ``keys`` (the grid axes: dataset, model, n_train, seed, and any axis a
+later config adds). The keys are copied into every record, so a new axis becomes a column of the
+tidy tables without code changes.
+
+Files of one run (paths chosen by the workflow):
+    model        float32 weights + the build_model arguments (``models.save_model``)
+    training     JSON: keys, settings, epochs, fitted, per-epoch history, device, seconds
+    checkpoint   resume state, written every epoch while training and deleted once the model is
+                 saved; it is not a workflow output, so Snakemake keeps it when a job is killed
+    evaluation   JSON: {"run": one flat row of runs.csv, "attacks": rows of attacks.csv}
+"""
+
+from __future__ import annotations
+
+import hashlib
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from .cache import load_cache
+from .evaluation import attack_penalties, evaluate, jacobian_norm, representation_dimension
+from .io import read_json, write_json
+from .models import load_model, save_model
+from .splits import Split
+from .training import TrainConfig, architecture, train
+
+
+def resolve_device(name: str) -> str:
+    """"auto" means the GPU when there is one; otherwise the name as given."""
+    if name == "auto":
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    return name
+
+
+def train_settings(model: str, training: dict, seed: int, device: str) -> TrainConfig:
+    """The TrainConfig of one run from the config's ``training`` section."""
+    per_model = training["model_settings"][model]
+    return TrainConfig(
+        learning_rate=float(per_model["learning_rate"]),
+        batch_size=int(per_model["batch_size"]),
+        weight_decay=float(training["weight_decay"]),
+        max_epochs=int(training["max_epochs"]),
+        fit_threshold=float(training["fit_threshold"]),
+        fit_patience=int(training["fit_patience"]),
+        seed=int(seed),
+        device=resolve_device(device),
+        bf16=bool(training["bf16"]),
+        vgg_pool_size=int(training["vgg_pool_size"]),
+    )
+
+
+def _split_arrays(cache_folder, split_path, part: str) -> tuple[np.ndarray, np.ndarray, dict]:
+    """uint8 images and binary labels of the split's ``part`` ("train" or "test"), and meta."""
+    cache = load_cache(cache_folder)
+    split = Split.load(split_path)
+    index = getattr(split, f"{part}_idx")
+    labels = getattr(split, f"{part}_y")
+    order = np.argsort(index)  # a memory-mapped cache reads fastest in file order
+    return np.asarray(cache.images[index[order]]), labels[order], cache.meta
+
+
+def checkpoint_path(folder: str | Path, config: TrainConfig) -> Path:
+    """The checkpoint of one run's settings: a changed setting starts fresh instead of failing
+    on a stale checkpoint. Device and max_epochs may change without losing the checkpoint."""
+    settings = {k: v for k, v in config.to_dict().items() if k not in ("device", "max_epochs")}
+    tag = "_".join(f"{k}={settings[k]}" for k in sorted(settings))
+    return Path(folder) / f"{hashlib.sha256(tag.encode()).hexdigest()[:12]}.pt"
+
+
+def train_run(keys: dict, cache_folder, split_path, config: TrainConfig, model_path, record_path,
+              checkpoint_folder, log: Any = None, progress: bool = False) -> dict:
+    """Train ``keys["model"]`` on the split's training set; write the model and the record."""
+    started = time.perf_counter()
+    images, labels, _ = _split_arrays(cache_folder, split_path, "train")
+    checkpoint = checkpoint_path(checkpoint_folder, config)
+    result = train(keys["model"], images, labels, config, checkpoint_path=checkpoint, log=log,
+                   progress=progress)
+    save_model(model_path, result.model, architecture(keys["model"], images.shape[1], config))
+    record = {
+        **keys,
+        "epochs": result.epochs,
+        "fitted": result.fitted,
+        "resumed_from": result.resumed_from,
+        "device": result.device,
+        "train_seconds": round(time.perf_counter() - started, 3),
+        "settings": config.to_dict(),
+        "history": result.history,
+    }
+    write_json(record_path, record)
+    checkpoint.unlink(missing_ok=True)  # the model file now holds the result
+    return record
+
+
+def evaluate_run(keys: dict, cache_folder, split_path, model_path, training_record, evaluation_path,
+                 *, eps_255: list[int], attacks: list[str], pgd_steps: int, knn_k: int,
+                 batch_size: int = 256, device: str = "auto") -> dict:
+    """Generalization, robustness, d_repr and Jacobian norm of one trained model (float32)."""
+    started = time.perf_counter()
+    device = resolve_device(device)
+    model, _ = load_model(model_path, device)
+    trained = read_json(training_record)
+    train_x, train_y, meta = _split_arrays(cache_folder, split_path, "train")
+    test_x, test_y, _ = _split_arrays(cache_folder, split_path, "test")
+
+    def as_tensors(x, y):
+        return torch.from_numpy(x).float().div_(255.0), torch.from_numpy(np.asarray(y, dtype=np.int64))
+
+    train_x, train_y = as_tensors(train_x, train_y)
+    test_x, test_y = as_tensors(test_x, test_y)
+    on_train = evaluate(model, train_x, train_y, batch_size)
+    on_test = evaluate(model, test_x, test_y, batch_size)
+    representation = representation_dimension(model, train_x, k=knn_k, batch_size=batch_size)
+    penalties = attack_penalties(model, test_x, test_y, [e / 255 for e in eps_255], attacks,
+                                 batch_size=batch_size, pgd_steps=pgd_steps, seed=int(keys["seed"]))
+    run = {
+        **keys,
+        "domain": meta["domain"],
+        "epochs": trained["epochs"],
+        "max_epochs": trained["settings"]["max_epochs"],
+        "fitted": trained["fitted"],
+        "learning_rate": trained["settings"]["learning_rate"],
+        "batch_size": trained["settings"]["batch_size"],
+        "train_loss": on_train["loss"],
+        "train_accuracy": on_train["accuracy"],
+        "test_loss": on_test["loss"],
+        "test_accuracy": on_test["accuracy"],
+        **representation,
+        "jacobian_norm": jacobian_norm(model, test_x, batch_size),
+        "n_test": len(test_y),
+        "train_seconds": trained["train_seconds"],
+        "eval_seconds": round(time.perf_counter() - started, 3),
+        "device": trained["device"],
+        "eval_device": device,
+    }
+    attack_rows = [{**keys, **row, "eps_255": int(round(row["eps"] * 255))} for row in penalties]
+    record = {"run": run, "attacks": attack_rows}
+    write_json(evaluation_path, record)
+    return record
