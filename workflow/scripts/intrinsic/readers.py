@@ -51,6 +51,9 @@ DEFAULT_GROUP_SALT = "intrinsic-properties/v1"
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff")
 # How many skipped files are named in the log and in meta.json (the count is always complete).
 N_NAMED_SKIPS = 5
+# Worker pool of parallel_map: "process" (default) or "thread"; benchmarks/bench_prepare.py
+# measures both (benchmarks/README.md).
+POOL_KIND = "process"
 
 
 @dataclass
@@ -264,13 +267,17 @@ class _Call:
 def parallel_map(function: Callable, items: list, threads: int) -> list[tuple[bool, object]]:
     """[(ok, result or error message)] in input order, computed by ``threads`` processes.
 
-    Processes, not threads: PIL releases the GIL while decoding, but pydicom, nibabel's gzip
-    reader and scikit-image's resize mostly do not (benchmarks/README.md has the measurement).
+    Processes by default, not threads: PIL releases the GIL while decoding, but scikit-image's
+    anti-aliased resize and pydicom's parsing hold it for much of their time
+    (benchmarks/README.md has the measurement of both pool kinds).
     """
     call = _Call(function)
     if threads <= 1 or len(items) <= 1:
         return [call(item) for item in items]
     workers = min(threads, len(items))
+    if POOL_KIND == "thread":
+        with concurrent.futures.ThreadPoolExecutor(max_workers=workers) as pool:
+            return list(pool.map(call, items))
     chunksize = max(1, min(64, len(items) // (workers * 8)))
     with concurrent.futures.ProcessPoolExecutor(max_workers=workers) as pool:
         return list(pool.map(call, items, chunksize=chunksize))
@@ -833,18 +840,19 @@ class _NiftiJob:
         else:
             lo, hi = float(finite.min()), float(finite.max())
         volume = np.clip((volume - lo) / (hi - lo), 0.0, 1.0) if hi > lo else np.zeros_like(volume)
+        # Views, not np.take: take copies the whole (Fortran-ordered) volume on every call.
+        stack = np.moveaxis(volume, self.axis, 0)
+        foreground = (stack > self.foreground_threshold).mean(axis=(1, 2))
+        has_mask = np.any(np.moveaxis(mask, self.axis, 0) != 0, axis=(1, 2)) if mask is not None else None
         slices, indices, labels = [], [], []
-        dropped = 0
-        for index in range(volume.shape[self.axis]):
-            image = np.take(volume, index, axis=self.axis)
-            if float((image > self.foreground_threshold).mean()) < self.min_foreground:
-                dropped += 1
+        for index in range(len(stack)):
+            if float(foreground[index]) < self.min_foreground:
                 continue
-            slices.append(_to_cache_geometry(image, self.size, self.channels))
+            slices.append(_to_cache_geometry(stack[index], self.size, self.channels))
             indices.append(index)
-            if mask is not None:
-                labels.append("1" if np.any(np.take(mask, index, axis=self.axis) != 0) else "0")
-        return slices, indices, labels, {"slices": int(volume.shape[self.axis]), "dropped_foreground": dropped}
+            if has_mask is not None:
+                labels.append("1" if has_mask[index] else "0")
+        return slices, indices, labels, {"slices": len(stack), "dropped_foreground": len(stack) - len(indices)}
 
 
 class ShapeMismatch(ValueError):
