@@ -267,9 +267,10 @@ class _Call:
 def parallel_map(function: Callable, items: list, threads: int) -> list[tuple[bool, object]]:
     """[(ok, result or error message)] in input order, computed by ``threads`` processes.
 
-    Processes by default, not threads: PIL releases the GIL while decoding, but scikit-image's
-    anti-aliased resize and pydicom's parsing hold it for much of their time
-    (benchmarks/README.md has the measurement of both pool kinds).
+    Processes by default, not threads: PIL releases the GIL while decoding, but the resize
+    (scikit-image/scipy.ndimage), pydicom and the per-slice Python work need not, and processes
+    scale either way. ``POOL_KIND = "thread"`` switches to threads (benchmarks/bench_prepare.py
+    --pool thread measures both).
     """
     call = _Call(function)
     if threads <= 1 or len(items) <= 1:
