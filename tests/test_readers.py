@@ -501,3 +501,25 @@ def test_parallel_decode_is_deterministic_and_matches_serial(tmp_path):
     two = load_source("brats", {**BRATS, "root": str(tmp_path / "brats")}, threads=2, size=8, channels=1)
     assert all(np.array_equal(x, y) for x, y in zip(one.images, two.images)) and len(one.images) == 10
     assert load_cache(tmp_path / "c2", verify=True).meta["n_images"] == 40
+
+
+def test_sixteen_bit_png_is_scaled_by_the_type_range(tmp_path):
+    from PIL import Image
+
+    (tmp_path / "tree" / "a").mkdir(parents=True)
+    (tmp_path / "tree" / "b").mkdir(parents=True)
+    for folder, value in (("a", 1000), ("b", 65535)):
+        Image.fromarray(np.full((6, 6), value, np.uint16)).save(tmp_path / "tree" / folder / "x.png")
+    raw = load_source("xr", {"type": "image_folder", "root": str(tmp_path / "tree")})
+    assert raw.images[0][0, 0] == pytest.approx(1000 / 65535) and raw.images[1][0, 0] == pytest.approx(1.0)
+
+
+def test_image_listed_in_csv_but_missing_is_an_error_or_skipped(tmp_path):
+    for i in range(4):
+        write_png(tmp_path / f"{i}.png", np.full((5, 5), i))
+    write_csv(tmp_path / "list.csv", ["path", "label"], [[f"{i}.png", i % 2] for i in range(5)])  # 4.png is absent
+    source = {"type": "image_csv", "csv": str(tmp_path / "list.csv")}
+    with pytest.raises(DatasetError, match=r"'4\.png'.*unreadable or corrupt.*FileNotFoundError"):
+        load_source("ds", source)
+    raw = load_source("ds", {**source, "on_error": "skip"})
+    assert list(raw.labels) == [0, 1, 0, 1] and raw.provenance["skipped_files"] == 1

@@ -36,6 +36,7 @@ import glob
 import hashlib
 import logging
 import math
+import multiprocessing
 import os
 import re
 from dataclasses import dataclass, field
@@ -280,7 +281,12 @@ def parallel_map(function: Callable, items: list, threads: int) -> list[tuple[bo
         with concurrent.futures.ThreadPoolExecutor(max_workers=workers) as pool:
             return list(pool.map(call, items))
     chunksize = max(1, min(64, len(items) // (workers * 8)))
-    with concurrent.futures.ProcessPoolExecutor(max_workers=workers) as pool:
+    # fork, explicitly (Python 3.14 defaults to forkserver): spawn and forkserver re-import the
+    # main module in each worker, and Snakemake's copy of a rule script has no __main__ guard,
+    # so a worker would run the whole rule again.
+    methods = multiprocessing.get_all_start_methods()
+    context = multiprocessing.get_context("fork" if "fork" in methods else None)
+    with concurrent.futures.ProcessPoolExecutor(max_workers=workers, mp_context=context) as pool:
         return list(pool.map(call, items, chunksize=chunksize))
 
 
