@@ -115,3 +115,11 @@ def test_workflow_prepares_a_medmnist_file_and_measures_its_properties(repo, tmp
     assert (table["d_twonn"] > 0).all() and (table["k_f"] > 0).all()
     log = (tmp_path / "results/logs/prepare_dataset/pneumonia.log").read_text()
     assert "reading source type medmnist with 2 worker(s)" in log
+
+
+def test_prepare_threads_has_a_schema_default(repo):
+    config = {"dataset_catalog": {"digits": {"domain": "natural", "source": {"type": "sklearn_digits"}}}}
+    validate(config, str(repo / "config" / "config.schema.yaml"))
+    assert config["prepare"] == {"threads": 2}
+    with pytest.raises(WorkflowError, match="0 is less than the minimum"):
+        validate({**config, "prepare": {"threads": 0}}, str(repo / "config" / "config.schema.yaml"))
