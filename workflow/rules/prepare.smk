@@ -8,6 +8,7 @@ rule prepare_dataset:
         spec=lambda wildcards: CATALOG[wildcards.dataset],
         size=config["image"]["size"],
         channels=config["image"]["channels"],
+    threads: config["prepare"]["threads"]
     log:
         "results/logs/prepare_dataset/{dataset}.log",
     benchmark:

@@ -1,0 +1,525 @@
+"""Real-dataset readers (intrinsic.readers via intrinsic.sources.load_source).
+
+Every test writes small files in the real format into tmp_path and prepares them through the
+same path as real data: load_source + write_cache.
+"""
+
+import hashlib
+import json
+import logging
+
+import numpy as np
+import pytest
+
+from fixtures_real import (
+    CIFAR_CLASSES,
+    SECRET_DATE,
+    SECRET_NAME,
+    mnist_images,
+    write_cifar10,
+    write_csv,
+    write_dicom,
+    write_medmnist,
+    write_mnist,
+    write_nifti,
+    write_png,
+    write_svhn,
+)
+from intrinsic.cache import DatasetError, load_cache, write_cache
+from intrinsic.readers import DEFAULT_GROUP_SALT, dicom_to_unit, label_key, salted_hash
+from intrinsic.sources import load_source
+
+
+def prepare_cache(folder, name, source, size=16, channels=1, threads=1, log=None, resize_in_workers=True):
+    """What rule prepare_dataset does."""
+    geometry = {"size": size, "channels": channels} if resize_in_workers else {}
+    raw = load_source(name, source, threads=threads, log=log, **geometry)
+    return raw, write_cache(folder, raw, size=size, channels=channels, domain="medical")
+
+
+def sha16(salt, value):
+    return hashlib.sha256(f"{salt}{value}".encode()).hexdigest()[:16]
+
+
+# ----------------------------------------------------------------------------------------------
+# Helpers
+
+
+@pytest.mark.parametrize(("value", "key"), [(1, "1"), (1.0, "1"), ("1.0", "1"), (" -1.0 ", "-1"), ("", ""),
+                                            (float("nan"), ""), ("cat", "cat"), (0.5, "0.5"), (True, "1")])
+def test_label_key_canonicalizes_source_values(value, key):
+    assert label_key(value) == key
+
+
+def test_salted_hash_is_sha256_of_salt_and_id():
+    assert salted_hash("pepper", "PID-1") == sha16("pepper", "PID-1")
+    assert len(salted_hash("pepper", "PID-1")) == 16
+    assert salted_hash("pepper", "PID-1") != salted_hash("salt", "PID-1")
+    assert salted_hash("pepper", "PID-1") != salted_hash("pepper", "PID-2")
+
+
+# ----------------------------------------------------------------------------------------------
+# torchvision
+
+
+def test_mnist_idx_files_class_subset_and_splits(tmp_path):
+    train_labels, test_labels = np.arange(30) % 10, np.arange(10) % 10
+    write_mnist(tmp_path / "root", train_labels, test_labels)
+    source = {"type": "torchvision", "dataset": "MNIST", "root": str(tmp_path / "root"), "classes": [3, 8]}
+    raw = load_source("mnist", source)
+    assert raw.classes == ["3", "8"]
+    expected_train = mnist_images(train_labels)[np.isin(train_labels, [3, 8])]
+    expected_test = mnist_images(test_labels)[np.isin(test_labels, [3, 8])]
+    expected = np.concatenate([expected_train, expected_test]) / 255.0
+    assert len(raw.images) == len(expected) == 8
+    for image, want in zip(raw.images, expected):
+        np.testing.assert_allclose(image, want, atol=1e-6)
+    assert list(raw.labels) == [0, 1, 0, 1, 0, 1, 0, 1]
+    assert len(set(raw.groups)) == 8
+    assert raw.provenance["images_per_split"] == {"train": 30, "test": 10}
+    only_test = load_source("mnist", {**source, "split": "test"})
+    assert len(only_test.images) == 2 and all(g.startswith("MNIST:test:") for g in only_test.groups)
+
+
+def test_cifar10_pickled_batches_with_a_class_mapping(tmp_path):
+    write_cifar10(tmp_path / "root", per_batch=10)
+    source = {"type": "torchvision", "dataset": "CIFAR10", "root": str(tmp_path / "root"), "split": "train",
+              "verify_checksums": False, "classes": {"animal": ["cat", "dog"], "vehicle": ["airplane"]}}
+    raw = load_source("cifar", source)
+    assert raw.classes == ["animal", "vehicle"]
+    assert len(raw.images) == 5 * 3  # 5 batches x (airplane, cat, dog)
+    first = raw.images[0]  # batch 1, k = 0: airplane
+    assert first.shape == (32, 32, 3)
+    np.testing.assert_allclose(first[5, 7] * 255, [0, 100, 200], atol=1e-4)
+    assert raw.labels[0] == 1
+    np.testing.assert_allclose(raw.images[1][0, 0] * 255, [3, 103, 200], atol=1e-4)  # k = 3: cat
+    assert raw.labels[1] == 0
+
+
+def test_cifar10_checksums_are_verified_by_default(tmp_path):
+    write_cifar10(tmp_path / "root")
+    source = {"type": "torchvision", "dataset": "CIFAR10", "root": str(tmp_path / "root"), "classes": ["cat", "dog"]}
+    with pytest.raises(DatasetError, match=r"'cifar'.*CIFAR10.*missing or unreadable"):
+        load_source("cifar", source)
+
+
+def test_svhn_mat_files_map_label_10_to_digit_0(tmp_path):
+    write_svhn(tmp_path / "root", {"train": [10, 1, 2, 10, 1], "test": [1, 10]})
+    source = {"type": "torchvision", "dataset": "SVHN", "root": str(tmp_path / "root"), "classes": [0, 1],
+              "verify_checksums": False}
+    raw = load_source("svhn", source)
+    assert raw.classes == ["0", "1"]
+    assert list(raw.labels) == [0, 1, 0, 1, 1, 0]
+    # the fixture's pixel value is 20 * digit + 1
+    assert [round(float(image[0, 0, 0]) * 255) for image in raw.images] == [1, 21, 1, 21, 21, 1]
+    assert raw.images[0].shape == (32, 32, 3)
+
+
+# ----------------------------------------------------------------------------------------------
+# image_folder / image_csv
+
+
+def make_class_tree(root, n_per_class=4):
+    """root/<class>/<i>.png; image value = 50 * class index + i."""
+    for c, name in enumerate(["n01_cat", "n02_dog", "n03_fox"]):
+        for i in range(n_per_class):
+            write_png(root / name / f"img_{i}.png", np.full((12, 10), 50 * c + i))
+
+
+def test_image_folder_class_tree(tmp_path):
+    make_class_tree(tmp_path / "train")
+    write_png(tmp_path / "train" / "stray.png", np.zeros((4, 4)))  # not in a class folder: ignored
+    raw = load_source("imnet", {"type": "image_folder", "root": str(tmp_path / "train"),
+                                "classes": ["n01_cat", "n03_fox"]})
+    assert raw.classes == ["n01_cat", "n03_fox"]
+    assert list(raw.labels) == [0] * 4 + [1] * 4
+    values = [round(float(image[0, 0]) * 255) for image in raw.images]
+    assert values == [0, 1, 2, 3, 100, 101, 102, 103]
+    assert raw.images[0].shape == (12, 10)
+    assert len(set(raw.groups)) == 8
+    assert raw.groups[0] == sha16(DEFAULT_GROUP_SALT, "n01_cat/img_0.png")
+    everything = load_source("imnet", {"type": "image_folder", "root": str(tmp_path / "train")})
+    assert everything.classes == ["n01_cat", "n02_dog", "n03_fox"] and len(everything.images) == 12
+
+
+def test_image_folder_jpeg_rgb_and_regexes_like_mura(tmp_path):
+    from PIL import Image
+
+    root = tmp_path / "MURA-v1.1"
+    layout = [("train/XR_ELBOW/patient00011/study1_positive", 2), ("train/XR_ELBOW/patient00011/study2_negative", 1),
+              ("valid/XR_HAND/patient11185/study1_negative", 2), ("train/XR_HAND/patient00020/study1_positive", 1)]
+    for folder, n in layout:
+        for i in range(n):
+            (root / folder).mkdir(parents=True, exist_ok=True)
+            Image.fromarray(np.full((20, 16, 3), 128, np.uint8)).save(root / folder / f"image{i + 1}.jpg", quality=95)
+    source = {"type": "image_folder", "root": str(root), "label_regex": r"_(positive|negative)/",
+              "group_regex": r"(patient\d+)/", "classes": {"normal": ["negative"], "abnormal": ["positive"]},
+              "group_salt": "mura-salt"}
+    raw = load_source("mura", source)
+    assert len(raw.images) == 6 and raw.images[0].shape == (20, 16, 3)
+    assert abs(float(raw.images[0].mean()) - 128 / 255) < 3 / 255  # JPEG is lossy
+    order = sorted((f"{folder}/image{i + 1}.jpg", folder) for folder, n in layout for i in range(n))
+    assert list(raw.labels) == [1 if "positive" in folder else 0 for _, folder in order]
+    patients = [folder.split("/")[2] for _, folder in order]
+    assert list(raw.groups) == [sha16("mura-salt", p) for p in patients]
+    assert len(set(raw.groups)) == 3
+
+
+def test_image_csv_with_groups_and_chexpert_style_uncertain_labels(tmp_path):
+    rows = []
+    values = ["1.0", "0.0", "-1.0", "", "1.0", "0.0"]
+    for i, value in enumerate(values):
+        relative = f"train/patient{i // 2:05d}/study1/view{i}_frontal.png"
+        write_png(tmp_path / "CheXpert-v1.0-small" / relative, np.full((8, 8), 10 * i))
+        rows.append([f"CheXpert-v1.0-small/{relative}", "Frontal" if i != 5 else "Lateral", value])
+    write_csv(tmp_path / "train.csv", ["Path", "Frontal/Lateral", "Pleural Effusion"], rows)
+    source = {"type": "image_csv", "csv": str(tmp_path / "train.csv"), "path_column": "Path",
+              "label_column": "Pleural Effusion", "group_regex": r"(patient\d+)/", "where": {"Frontal/Lateral": ["Frontal"]},
+              "classes": {"no_effusion": ["0", ""], "effusion": ["1"]}, "drop_other": True}
+    raw = load_source("chexpert", source)
+    # rows 0..4 are frontal; row 2 (-1, uncertain) is dropped
+    assert list(raw.labels) == [1, 0, 0, 1]
+    assert [round(float(im[0, 0]) * 255) for im in raw.images] == [0, 10, 30, 40]
+    patients = ["patient00000", "patient00000", "patient00001", "patient00002"]
+    assert list(raw.groups) == [sha16(DEFAULT_GROUP_SALT, p) for p in patients]
+    assert raw.provenance["dropped_labels"] == {"-1": 1}
+    with pytest.raises(DatasetError, match=r"train\.csv.*label values \{'-1': 1\}"):
+        load_source("chexpert", {**source, "drop_other": False})
+
+
+def test_image_csv_missing_column_lists_the_available_columns(tmp_path):
+    write_png(tmp_path / "a.png", np.zeros((4, 4)))
+    write_csv(tmp_path / "labels.csv", ["file", "diagnosis"], [["a.png", "1"]])
+    with pytest.raises(DatasetError) as error:
+        load_source("ds", {"type": "image_csv", "csv": str(tmp_path / "labels.csv"), "path_column": "file"})
+    message = str(error.value)
+    assert "labels.csv" in message and "'label'" in message and "['file', 'diagnosis']" in message
+
+
+def test_image_csv_group_column(tmp_path):
+    rows = []
+    for i in range(6):
+        write_png(tmp_path / "img" / f"{i}.png", np.full((5, 5), i))
+        rows.append([f"img/{i}.png", i % 2, f"P{i // 3}"])
+    write_csv(tmp_path / "knees.csv", ["path", "kl", "patient"], rows)
+    raw = load_source("oai", {"type": "image_csv", "csv": str(tmp_path / "knees.csv"), "label_column": "kl",
+                              "group_column": "patient"})
+    assert list(raw.labels) == [0, 1, 0, 1, 0, 1]
+    assert list(raw.groups) == [sha16(DEFAULT_GROUP_SALT, f"P{i // 3}") for i in range(6)]
+
+
+# ----------------------------------------------------------------------------------------------
+# DICOM
+
+
+def make_dicom_study(root, window_pixels=None, photometric="MONOCHROME2"):
+    """Two patients, three CT slices each; returns the RSNA-style label rows and the UIDs."""
+    rows, uids = [], []
+    for patient in range(2):
+        for s in range(3):
+            sop = f"1.2.826.0.1.3680043.8.498.{patient + 1}{s}77"
+            pixels = np.full((8, 8), 500 + 10 * s, np.uint16) if window_pixels is None else window_pixels
+            pixels = pixels.copy()
+            pixels[0, 0] = 400  # a dark pixel, so no image is constant
+            write_dicom(root / f"patient{patient}" / f"ID_{patient}{s}.dcm", pixels, patient_id=f"PID-SECRET-{patient}",
+                        study_uid=f"1.2.826.0.1.3680043.8.499.{patient}", sop_uid=sop, photometric=photometric)
+            label = int(s == 2 or patient == 1 and s == 1)
+            rows += [[f"{sop}_any", label], [f"{sop}_epidural", 0]]
+            uids.append(sop)
+    return rows, uids
+
+
+def test_dicom_window_rescale_labels_by_uid_and_hashed_patient_groups(tmp_path):
+    # stored s -> HU = 2 s - 1024; brain window 40/80 maps HU 0..80 onto 0..1
+    stored = np.array([[512, 522, 532, 552], [560, 400, 517, 542]], np.uint16)
+    expected = np.array([[0.0, 0.25, 0.5, 1.0], [1.0, 0.0, 0.125, 0.75]], np.float32)  # by hand
+    np.testing.assert_allclose(dicom_to_unit(stored, 2, -1024, "MONOCHROME2", (40, 80)), expected, atol=1e-6)
+    rows, uids = make_dicom_study(tmp_path / "dcm", window_pixels=np.tile(stored, (2, 2)))
+    write_csv(tmp_path / "stage_2_train.csv", ["ID", "Label"], rows)
+    source = {"type": "dicom", "root": str(tmp_path / "dcm"), "labels_csv": str(tmp_path / "stage_2_train.csv"),
+              "key_column": "ID", "key_regex": r"^(.*)_any$", "label_column": "Label",
+              "window": {"center": 40, "width": 80}, "classes": {"no_haemorrhage": [0], "haemorrhage": [1]}}
+    raw = load_source("rsna", source)
+    assert len(raw.images) == 6
+    np.testing.assert_allclose(raw.images[0][:2, :4], expected, atol=1e-6)
+    assert raw.images[0][0, 0] == 0.0  # 400 stored -> -224 HU, below the window
+    assert list(raw.labels) == [0, 0, 1, 0, 1, 1]
+    assert list(raw.groups) == [sha16(DEFAULT_GROUP_SALT, f"PID-SECRET-{p}") for p in (0, 0, 0, 1, 1, 1)]
+    other_salt = load_source("rsna", {**source, "group_salt": "another salt"})
+    assert set(other_salt.groups).isdisjoint(raw.groups)
+    assert len(set(other_salt.groups)) == 2
+    by_study = load_source("rsna", {**source, "group": "StudyInstanceUID"})
+    assert by_study.groups[0] == sha16(DEFAULT_GROUP_SALT, "1.2.826.0.1.3680043.8.499.0")
+
+
+def test_dicom_monochrome1_is_inverted_without_window(tmp_path):
+    rows, _ = make_dicom_study(tmp_path / "dcm", photometric="MONOCHROME1")
+    write_csv(tmp_path / "labels.csv", ["ID", "Label"], rows)
+    raw = load_source("cr", {"type": "dicom", "root": str(tmp_path / "dcm"), "labels_csv": str(tmp_path / "labels.csv"),
+                             "key_column": "ID", "key_regex": r"^(.*)_any$", "label_column": "Label"})
+    image = raw.images[0]
+    # min..max normalization, then inverted: the darkest stored pixel (400) is now the brightest
+    assert image[0, 0] == pytest.approx(1.0) and image[4, 4] == pytest.approx(0.0)
+
+
+def test_dicom_labels_by_path_and_group_from_csv(tmp_path):
+    _, _ = make_dicom_study(tmp_path / "dcm")
+    files = [f"patient{p}/ID_{p}{s}.dcm" for p in range(2) for s in range(3)]
+    write_csv(tmp_path / "slices.csv", ["file", "in_box", "subject"],
+              [[f, i % 2, f"Breast_MRI_{i // 3:03d}"] for i, f in enumerate(files)])
+    raw = load_source("dbc", {"type": "dicom", "root": str(tmp_path / "dcm"), "labels_csv": str(tmp_path / "slices.csv"),
+                              "key": "path", "key_column": "file", "label_column": "in_box", "group_column": "subject"})
+    assert list(raw.labels) == [0, 1, 0, 1, 0, 1]
+    assert list(raw.groups) == [sha16(DEFAULT_GROUP_SALT, f"Breast_MRI_{i // 3:03d}") for i in range(6)]
+
+
+def test_dicom_file_without_label_row_is_an_error_or_dropped(tmp_path):
+    make_dicom_study(tmp_path / "dcm")
+    write_csv(tmp_path / "slices.csv", ["path", "label"], [["patient0/ID_00.dcm", 0], ["patient1/ID_10.dcm", 1]])
+    source = {"type": "dicom", "root": str(tmp_path / "dcm"), "labels_csv": str(tmp_path / "slices.csv"), "key": "path",
+              "key_column": "path"}
+    with pytest.raises(DatasetError, match=r"slices\.csv.*<no CSV row>.*patient0/ID_01\.dcm"):
+        load_source("dbc", source)
+    raw = load_source("dbc", {**source, "drop_other": True})
+    assert list(raw.labels) == [0, 1] and raw.provenance["dropped_labels"] == {"<no CSV row>": 4}
+
+
+def test_prepared_dicom_cache_holds_no_header_data(tmp_path):
+    rows, uids = make_dicom_study(tmp_path / "dcm")
+    (tmp_path / "dcm" / "patient1" / "ID_broken.dcm").write_bytes(b"DICM" + b"\x00garbage" * 10)
+    write_csv(tmp_path / "labels.csv", ["ID", "Label"], rows)
+    source = {"type": "dicom", "root": str(tmp_path / "dcm"), "labels_csv": str(tmp_path / "labels.csv"),
+              "key_column": "ID", "key_regex": r"^(.*)_any$", "label_column": "Label", "on_error": "skip"}
+    raw, meta = prepare_cache(tmp_path / "cache", "rsna", source, threads=2)
+    assert meta["n_images"] == 6 and meta["n_groups"] == 2
+    secrets = [SECRET_NAME, "SECRET", "PID-SECRET-0", "PID-SECRET-1", SECRET_DATE, "1.2.826.0.1.3680043", "patient1"]
+    files = sorted((tmp_path / "cache").iterdir())
+    assert {f.name for f in files} == {"images.npy", "labels.npy", "groups.npy", "meta.json"}
+    for path in files:
+        data = path.read_bytes()
+        for secret in secrets + uids:
+            for encoding in ("utf-8", "utf-32-le", "utf-16-le"):  # numpy stores str arrays as UTF-32
+                assert secret.encode(encoding) not in data, f"{secret!r} ({encoding}) found in {path.name}"
+    provenance = json.loads((tmp_path / "cache" / "meta.json").read_text())["provenance"]
+    assert provenance["skipped_files"] == 1
+    assert provenance["first_skipped_hashed"] == [sha16(DEFAULT_GROUP_SALT, "DICOM file 'patient1/ID_broken.dcm'")]
+    assert provenance["group_salt"] == "default"
+
+
+def test_corrupt_dicom_is_an_error_naming_the_file_and_nothing_is_written(tmp_path):
+    rows, _ = make_dicom_study(tmp_path / "dcm")
+    (tmp_path / "dcm" / "patient1" / "ID_broken.dcm").write_bytes(b"not a dicom file at all")
+    write_csv(tmp_path / "labels.csv", ["ID", "Label"], rows)
+    source = {"type": "dicom", "root": str(tmp_path / "dcm"), "labels_csv": str(tmp_path / "labels.csv"),
+              "key_column": "ID", "key_regex": r"^(.*)_any$", "label_column": "Label"}
+    with pytest.raises(DatasetError, match=r"'rsna'.*patient1/ID_broken\.dcm.*unreadable or corrupt"):
+        prepare_cache(tmp_path / "cache", "rsna", source)
+    assert not (tmp_path / "cache").exists()
+
+
+# ----------------------------------------------------------------------------------------------
+# NIfTI
+
+
+def make_brats(root, shape=(16, 16, 6), tumour_slices=((2, 3), (4,))):
+    """Two BraTS-style cases; slice 0 of each volume is empty (air), tumour in the given slices."""
+    rng = np.random.default_rng(0)
+    for case, slices in enumerate(tumour_slices):
+        folder = root / f"BraTS20_Training_{case + 1:03d}"
+        volume = rng.uniform(100, 200, size=shape).astype(np.float32)
+        volume[..., 0] = 0
+        volume[0, 0, 1] = 10_000  # an outlier that percentile normalization clips
+        mask = np.zeros(shape, np.uint8)
+        for s in slices:
+            mask[5:8, 5:8, s] = 2
+        write_nifti(folder / f"BraTS20_Training_{case + 1:03d}_flair.nii.gz", volume)
+        write_nifti(folder / f"BraTS20_Training_{case + 1:03d}_seg.nii.gz", mask)
+
+
+BRATS = {"type": "nifti", "pattern": "*/*_flair.nii.gz", "mask_replace": {"_flair.nii.gz": "_seg.nii.gz"},
+         "axis": 2, "percentiles": [0.5, 99.5], "min_foreground": 0.5, "group_regex": r"(BraTS20_Training_\d+)/",
+         "classes": {"no_tumour": [0], "tumour": [1]}}
+
+
+def test_nifti_slices_labels_from_mask_percentiles_and_foreground_drop(tmp_path):
+    import nibabel
+
+    make_brats(tmp_path / "brats")
+    raw = load_source("brats", {**BRATS, "root": str(tmp_path / "brats")})
+    assert len(raw.images) == 2 * 5  # slice 0 of each volume has no foreground: dropped
+    assert list(raw.labels) == [0, 1, 1, 0, 0] + [0, 0, 0, 1, 0]
+    assert raw.provenance["slices_dropped_foreground"] == 2 and raw.provenance["volumes"] == 2
+    volume = np.asarray(nibabel.load(tmp_path / "brats/BraTS20_Training_001/BraTS20_Training_001_flair.nii.gz").dataobj)
+    lo, hi = np.percentile(volume, [0.5, 99.5])
+    expected = np.clip((volume[:, :, 3] - lo) / (hi - lo), 0, 1)
+    np.testing.assert_allclose(raw.images[2], expected, atol=1e-5)  # slice 3 of case 1
+    assert raw.images[0][0, 0] == 1.0  # the outlier is clipped, not stretching the range
+    assert len(set(raw.groups[:5])) == 1 and len(set(raw.groups[5:])) == 1 and raw.groups[0] != raw.groups[5]
+    assert raw.groups[0] == sha16(DEFAULT_GROUP_SALT, "BraTS20_Training_001")
+
+
+def test_nifti_labels_from_csv_and_other_axis(tmp_path):
+    make_brats(tmp_path / "prostate")
+    volume = "BraTS20_Training_002/BraTS20_Training_002_flair.nii.gz"
+    write_csv(tmp_path / "slices.csv", ["volume", "slice", "label"], [[volume, s, "high" if s % 2 else "low"]
+                                                                      for s in range(16)])
+    source = {"type": "nifti", "root": str(tmp_path / "prostate"), "pattern": "*/*002_flair.nii.gz",
+              "labels_csv": str(tmp_path / "slices.csv"), "axis": 0, "classes": ["low", "high"]}
+    raw = load_source("prostate", source)
+    assert len(raw.images) == 16 and raw.images[0].shape == (16, 6)
+    assert list(raw.labels) == [s % 2 for s in range(16)]
+
+
+def test_nifti_mask_shape_mismatch_names_both_files_and_shapes(tmp_path):
+    make_brats(tmp_path / "brats")
+    write_nifti(tmp_path / "brats/BraTS20_Training_002/BraTS20_Training_002_seg.nii.gz", np.zeros((16, 16, 5), np.uint8))
+    with pytest.raises(DatasetError) as error:
+        load_source("brats", {**BRATS, "root": str(tmp_path / "brats")})
+    message = str(error.value)
+    for part in ("BraTS20_Training_002_seg.nii.gz", "(16, 16, 5)", "BraTS20_Training_002_flair.nii.gz", "(16, 16, 6)"):
+        assert part in message
+    skipped = load_source("brats", {**BRATS, "root": str(tmp_path / "brats"), "on_error": "skip"})
+    assert len(skipped.images) == 5 and skipped.provenance["skipped_files"] == 1
+
+
+def test_corrupt_nifti_is_an_error_or_skipped_and_counted(tmp_path, caplog):
+    make_brats(tmp_path / "brats", tumour_slices=((2, 3), (4,), (1,)))
+    broken = tmp_path / "brats/BraTS20_Training_003/BraTS20_Training_003_flair.nii.gz"
+    broken.write_bytes(b"\x1f\x8b truncated gzip")
+    with pytest.raises(DatasetError, match=r"BraTS20_Training_003_flair\.nii\.gz.*unreadable or corrupt"):
+        load_source("brats", {**BRATS, "root": str(tmp_path / "brats")})
+    log = logging.getLogger("test_readers")
+    with caplog.at_level(logging.INFO, logger="test_readers"):
+        raw, meta = prepare_cache(tmp_path / "cache", "brats", {**BRATS, "root": str(tmp_path / "brats"),
+                                                                  "on_error": "skip"}, log=log)
+    assert meta["n_images"] == 10 and meta["provenance"]["skipped_files"] == 1
+    assert "BraTS20_Training_003_flair.nii.gz" in caplog.text and "skipped 1" in caplog.text
+    # the skipped file is named in the log only; meta.json has a salted hash of its name
+    assert "BraTS20_Training_003" not in (tmp_path / "cache/meta.json").read_text()
+    assert len(meta["provenance"]["first_skipped_hashed"]) == 1
+
+
+# ----------------------------------------------------------------------------------------------
+# MedMNIST
+
+
+def test_medmnist_gray_with_a_label_mapping(tmp_path):
+    arrays = write_medmnist(tmp_path / "pneumoniamnist.npz", {"train": 30, "val": 6, "test": 10}, n_classes=3)
+    source = {"type": "medmnist", "npz": str(tmp_path / "pneumoniamnist.npz"),
+              "classes": {"normal": [0], "abnormal": [1, 2]}}
+    raw = load_source("pneumonia", source)
+    all_labels = np.concatenate([arrays[f"{s}_labels"][:, 0] for s in ("train", "val", "test")])
+    assert list(raw.labels) == list((all_labels > 0).astype(int))
+    np.testing.assert_allclose(raw.images[0], arrays["train_images"][0] / 255.0, atol=1e-6)
+    assert raw.groups[0] == "medmnist:train:0" and len(set(raw.groups)) == 46
+    test_only = load_source("pneumonia", {**source, "split": "test"})
+    assert len(test_only.images) == 10
+
+
+def test_medmnist_rgb_and_multilabel(tmp_path):
+    arrays = write_medmnist(tmp_path / "chest.npz", {"train": 20, "test": 8}, side=64, rgb=True, n_labels=4)
+    source = {"type": "medmnist", "npz": str(tmp_path / "chest.npz")}
+    with pytest.raises(DatasetError, match=r"chest\.npz.*multi-label \(4 columns\).*label_column"):
+        load_source("chest", source)
+    raw = load_source("chest", {**source, "label_column": 2})
+    assert raw.images[0].shape == (64, 64, 3)
+    assert list(raw.labels) == list(np.concatenate([arrays["train_labels"][:, 2], arrays["test_labels"][:, 2]]))
+    with pytest.raises(DatasetError, match=r"label_column.*0\.\.3"):
+        load_source("chest", {**source, "label_column": 4})
+
+
+# ----------------------------------------------------------------------------------------------
+# Bad input shared by all readers
+
+
+def test_missing_root_names_the_path(tmp_path):
+    for source in ({"type": "image_folder", "root": str(tmp_path / "nowhere")},
+                   {"type": "medmnist", "npz": str(tmp_path / "nowhere.npz")},
+                   {"type": "torchvision", "dataset": "MNIST", "root": str(tmp_path / "nowhere")}):
+        with pytest.raises(DatasetError, match=r"'ds'.*nowhere.*does not exist"):
+            load_source("ds", source)
+
+
+def test_corrupt_png_is_an_error_or_skipped(tmp_path, caplog):
+    make_class_tree(tmp_path / "tree")
+    (tmp_path / "tree/n02_dog/img_9.png").write_bytes(b"\x89PNG\r\n\x1a\n broken")
+    source = {"type": "image_folder", "root": str(tmp_path / "tree")}
+    with pytest.raises(DatasetError, match=r"n02_dog/img_9\.png.*unreadable or corrupt"):
+        prepare_cache(tmp_path / "cache", "ds", source)
+    assert not (tmp_path / "cache").exists()
+    raw, meta = prepare_cache(tmp_path / "cache", "ds", {**source, "on_error": "skip"}, threads=2)
+    assert meta["n_images"] == 12
+    assert meta["provenance"]["skipped_files"] == 1
+    assert meta["provenance"]["first_skipped"] == ["file 'n02_dog/img_9.png'"]
+
+
+def test_labels_outside_the_task_are_an_error_naming_file_and_values(tmp_path):
+    write_medmnist(tmp_path / "m.npz", {"train": 40}, n_classes=3)
+    source = {"type": "medmnist", "npz": str(tmp_path / "m.npz"), "classes": {"a": [0], "b": [1]}}
+    with pytest.raises(DatasetError, match=r"m\.npz.*label values \{'2': \d+\}"):
+        load_source("ds", source)
+    raw = load_source("ds", {**source, "drop_other": True})
+    assert set(raw.labels) == {0, 1} and raw.provenance["dropped_labels"]["2"] > 0
+
+
+def test_too_few_images_of_a_class(tmp_path):
+    make_class_tree(tmp_path / "tree", n_per_class=3)
+    with pytest.raises(DatasetError, match=r"too few images of class\(es\) \{'n01_cat': 3, 'n02_dog': 3\}"):
+        load_source("ds", {"type": "image_folder", "root": str(tmp_path / "tree"),
+                           "classes": ["n01_cat", "n02_dog"], "min_per_class": 4})
+
+
+def test_unknown_option_and_type(tmp_path):
+    with pytest.raises(DatasetError, match=r"'ds'.*no option\(s\) \['roots'\]"):
+        load_source("ds", {"type": "image_folder", "roots": "x"})
+    with pytest.raises(DatasetError, match=r"unknown source type 'dicom_magic'"):
+        load_source("ds", {"type": "dicom_magic"})
+
+
+def test_embedded_kinds_still_route_to_the_generators():
+    raw = load_source("digits", {"type": "sklearn_digits", "classes": [1, 7]})
+    assert raw.classes == ["1", "7"] and len(raw.images) > 300
+
+
+# ----------------------------------------------------------------------------------------------
+# Parallel decode: same result as serial, and the same cache as resizing in prepare()
+
+
+def test_parallel_decode_is_deterministic_and_matches_serial(tmp_path):
+    rng = np.random.default_rng(1)
+    for c in ("a", "b"):
+        for i in range(20):
+            write_png(tmp_path / "tree" / c / f"{i:02d}.png", rng.integers(0, 256, size=(40, 30)))
+    source = {"type": "image_folder", "root": str(tmp_path / "tree")}
+    serial, meta_serial = prepare_cache(tmp_path / "c1", "ds", source, threads=1, resize_in_workers=False)
+    parallel, meta_parallel = prepare_cache(tmp_path / "c2", "ds", source, threads=2)
+    assert meta_serial["sha256"] == meta_parallel["sha256"]
+    np.testing.assert_array_equal(serial.labels, parallel.labels)
+    np.testing.assert_array_equal(serial.groups, parallel.groups)
+    make_brats(tmp_path / "brats")
+    one = load_source("brats", {**BRATS, "root": str(tmp_path / "brats")}, threads=1, size=8, channels=1)
+    two = load_source("brats", {**BRATS, "root": str(tmp_path / "brats")}, threads=2, size=8, channels=1)
+    assert all(np.array_equal(x, y) for x, y in zip(one.images, two.images)) and len(one.images) == 10
+    assert load_cache(tmp_path / "c2", verify=True).meta["n_images"] == 40
+
+
+def test_sixteen_bit_png_is_scaled_by_the_type_range(tmp_path):
+    from PIL import Image
+
+    (tmp_path / "tree" / "a").mkdir(parents=True)
+    (tmp_path / "tree" / "b").mkdir(parents=True)
+    for folder, value in (("a", 1000), ("b", 65535)):
+        Image.fromarray(np.full((6, 6), value, np.uint16)).save(tmp_path / "tree" / folder / "x.png")
+    raw = load_source("xr", {"type": "image_folder", "root": str(tmp_path / "tree")})
+    assert raw.images[0][0, 0] == pytest.approx(1000 / 65535) and raw.images[1][0, 0] == pytest.approx(1.0)
+
+
+def test_image_listed_in_csv_but_missing_is_an_error_or_skipped(tmp_path):
+    for i in range(4):
+        write_png(tmp_path / f"{i}.png", np.full((5, 5), i))
+    write_csv(tmp_path / "list.csv", ["path", "label"], [[f"{i}.png", i % 2] for i in range(5)])  # 4.png is absent
+    source = {"type": "image_csv", "csv": str(tmp_path / "list.csv")}
+    with pytest.raises(DatasetError, match=r"'4\.png'.*unreadable or corrupt.*FileNotFoundError"):
+        load_source("ds", source)
+    raw = load_source("ds", {**source, "on_error": "skip"})
+    assert list(raw.labels) == [0, 1, 0, 1] and raw.provenance["skipped_files"] == 1

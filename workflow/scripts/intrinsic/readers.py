@@ -1,0 +1,1075 @@
+"""Readers of real datasets on disk: every one returns a :class:`~intrinsic.cache.RawDataset`.
+
+One interface: ``READERS[type](name, context, **options) -> RawDataset``, called through
+:func:`intrinsic.sources.load_source`, which checks the option names against the reader's
+signature. Types (see config/README.md, section "Real datasets", for every option):
+
+    torchvision   MNIST, CIFAR-10, SVHN through torchvision.datasets from a local root
+    image_folder  class-folder tree root/<class>/**/*.png|jpg (ImageNet style), or labels/groups
+                  taken from the relative path with regular expressions (MURA)
+    image_csv     image files listed in a CSV (path, label[, group]) (CheXpert, OAI exports)
+    dicom         DICOM files via pydicom; labels from a CSV keyed by SOPInstanceUID or path
+    nifti         NIfTI volumes via nibabel, sliced along one axis; labels from a mask or a CSV
+    medmnist      MedMNIST .npz files read with numpy
+
+Common behaviour:
+
+* Labels come from the files; ``classes`` maps source label values to the task's classes
+  (a list of values, each its own class, or a mapping class name -> values). Values outside
+  the task are an error naming the file and the values, or dropped with ``drop_other: true``.
+* Everything is read, labelled and checked before anything is written, so a failing reader
+  leaves no cache behind. Corrupt or unreadable files are an error naming the file, or are
+  skipped and counted with ``on_error: skip``.
+* Group ids that come from the data (patient, study, volume, file path) are replaced by
+  ``sha256(group_salt + id)[:16]``; the cache holds pixels, labels and these hashes only.
+  Provenance holds counts and the options as configured (paths as given), never header values.
+* Decoding and resizing run in ``context.threads`` worker processes (results in input order).
+  When the caller passes the cache's ``size``/``channels``, workers resize right away, so the
+  parent only collects small arrays; ``cache.prepare`` then has nothing left to resize.
+"""
+
+from __future__ import annotations
+
+import concurrent.futures
+import csv
+import glob
+import hashlib
+import logging
+import math
+import multiprocessing
+import os
+import re
+from dataclasses import dataclass, field
+from importlib import metadata
+from pathlib import Path
+from typing import Callable, Iterable
+
+import numpy as np
+
+from .cache import DatasetError, RawDataset, convert_image, quantize, to_unit_range
+
+DEFAULT_GROUP_SALT = "intrinsic-properties/v1"
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff")
+# How many skipped files are named in the log and in meta.json (the count is always complete).
+N_NAMED_SKIPS = 5
+# Worker pool of parallel_map: "process" (default) or "thread"; benchmarks/bench_prepare.py
+# measures both (benchmarks/README.md).
+POOL_KIND = "process"
+
+
+@dataclass
+class ReadContext:
+    """What a reader needs besides its options: worker count, log, and the cache geometry."""
+
+    threads: int = 1
+    log: logging.Logger | None = None
+    size: int | None = None  # when set with channels, workers resize to the cache resolution
+    channels: int | None = None
+
+    def info(self, message: str, *args) -> None:
+        if self.log is not None:
+            self.log.info(message, *args)
+
+    def warning(self, message: str, *args) -> None:
+        if self.log is not None:
+            self.log.warning(message, *args)
+
+
+# ----------------------------------------------------------------------------------------------
+# Small helpers shared by the readers.
+
+
+def salted_hash(salt: str, value: str) -> str:
+    """The group id stored in the cache: sha256(salt + id), first 16 hex digits."""
+    return hashlib.sha256((str(salt) + str(value)).encode("utf-8")).hexdigest()[:16]
+
+
+def label_key(value) -> str:
+    """Canonical text of a source label value: 1, 1.0, "1.0" and " 1 " all become "1"."""
+    if isinstance(value, (bool, np.bool_)):
+        return str(int(value))
+    if isinstance(value, (int, np.integer)):
+        return str(int(value))
+    if isinstance(value, (float, np.floating)):
+        if math.isnan(value):
+            return ""
+        return str(int(value)) if float(value).is_integer() else repr(float(value))
+    text = str(value).strip()
+    try:
+        number = float(text)
+    except ValueError:
+        return text
+    if math.isnan(number):
+        return ""
+    return str(int(number)) if number.is_integer() else repr(number)
+
+
+def _numeric_first(key: str):
+    try:
+        return (0, float(key), key)
+    except ValueError:
+        return (1, 0.0, key)
+
+
+def _root(name: str, root, what: str = "root") -> Path:
+    if root is None or str(root).strip() == "":
+        raise DatasetError(f"dataset {name!r}: option {what!r} is required")
+    path = Path(os.path.expanduser(str(root)))
+    if not path.exists():
+        raise DatasetError(f"dataset {name!r}: {what} {str(path)!r} does not exist")
+    return path
+
+
+def _check_choice(name: str, option: str, value, choices: Iterable[str]) -> str:
+    choices = list(choices)
+    if value not in choices:
+        raise DatasetError(f"dataset {name!r}: option {option!r} must be one of {choices}, got {value!r}")
+    return value
+
+
+def _regex(name: str, option: str, pattern):
+    if pattern is None:
+        return None
+    try:
+        compiled = re.compile(str(pattern))
+    except re.error as error:
+        raise DatasetError(f"dataset {name!r}: option {option!r} is not a valid regular expression: {error}") from None
+    return compiled
+
+
+def _match(name: str, option: str, regex: re.Pattern, text: str, where: str) -> str:
+    """The first capture group (or the whole match) of ``regex`` in ``text``."""
+    found = regex.search(text)
+    if found is None:
+        raise DatasetError(f"dataset {name!r}: {option} {regex.pattern!r} does not match {where}")
+    return found.group(1) if regex.groups else found.group(0)
+
+
+def _versions(*packages: str) -> dict[str, str]:
+    return {package: metadata.version(package) for package in packages}
+
+
+@dataclass
+class TaskLabels:
+    """Source label values -> class indices of the task."""
+
+    classes: list[str]
+    value_to_class: dict[str, int]
+
+    @classmethod
+    def from_option(cls, name: str, option, observed: Iterable[str]) -> "TaskLabels":
+        """``classes`` option: None (each observed value a class), a list of values, or name -> values."""
+        if option is None:
+            values = sorted(set(observed), key=_numeric_first)
+            return cls([v for v in values], {v: i for i, v in enumerate(values)})
+        if isinstance(option, dict):
+            if len(option) < 2:
+                raise DatasetError(f"dataset {name!r}: option 'classes' needs at least two classes, got {option!r}")
+            mapping: dict[str, int] = {}
+            for index, (class_name, values) in enumerate(option.items()):
+                values = values if isinstance(values, (list, tuple)) else [values]
+                if not values:
+                    raise DatasetError(f"dataset {name!r}: class {class_name!r} of option 'classes' lists no values")
+                for value in values:
+                    key = label_key(value)
+                    if key in mapping:
+                        raise DatasetError(f"dataset {name!r}: option 'classes' maps source label {key!r} twice")
+                    mapping[key] = index
+            return cls([str(c) for c in option], mapping)
+        if isinstance(option, (list, tuple)) and len(option) >= 2:
+            keys = [label_key(v) for v in option]
+            if len(set(keys)) != len(keys):
+                raise DatasetError(f"dataset {name!r}: option 'classes' lists a value twice: {list(option)}")
+            return cls(keys, {k: i for i, k in enumerate(keys)})
+        raise DatasetError(
+            f"dataset {name!r}: option 'classes' must be a list of at least two source labels or a mapping "
+            f"class name -> source labels, got {option!r}"
+        )
+
+    def assign(self, name: str, values: list[str], where: str, drop_other: bool,
+               items: list[str] | None = None) -> tuple[np.ndarray, np.ndarray, dict]:
+        """(labels, keep mask, {dropped value: count}); error naming ``where`` (and the first few
+        ``items``, e.g. files) for values outside the task."""
+        labels = np.full(len(values), -1, dtype=np.int64)
+        for index, value in enumerate(values):
+            labels[index] = self.value_to_class.get(value, -1)
+        keep = labels >= 0
+        outside: dict[str, int] = {}
+        for value in np.asarray(values, dtype=object)[~keep]:
+            outside[value] = outside.get(value, 0) + 1
+        if outside and not drop_other:
+            shown = {("<empty>" if k == "" else k): v for k, v in sorted(outside.items())}
+            first = ""
+            if items is not None:
+                first = f" (first: {[item for item, k in zip(items, keep) if not k][:N_NAMED_SKIPS]})"
+            raise DatasetError(
+                f"dataset {name!r}: {where} has label values {shown} (value: count){first} outside the task "
+                f"{dict(zip(self.classes, self._values_per_class()))}; map them in 'classes' or set drop_other: true"
+            )
+        return labels[keep], keep, outside
+
+    def _values_per_class(self) -> list[list[str]]:
+        per_class: list[list[str]] = [[] for _ in self.classes]
+        for value, index in self.value_to_class.items():
+            per_class[index].append(value)
+        return per_class
+
+
+@dataclass
+class Skips:
+    """Files skipped under ``on_error: skip``: counted, the first few named."""
+
+    name: str
+    on_error: str
+    hide_names: bool = False  # DICOM/NIfTI paths may contain patient ids: meta.json gets hashes
+    salt: str = DEFAULT_GROUP_SALT
+    count: int = 0
+    named: list[str] = field(default_factory=list)
+    reasons: list[str] = field(default_factory=list)
+
+    def handle(self, where: str, problem: str, context: ReadContext) -> None:
+        """Raise a DatasetError naming the file, or count it (on_error: skip)."""
+        if self.on_error != "skip":
+            raise DatasetError(f"dataset {self.name!r}: {where}: {problem}")
+        self.count += 1
+        if len(self.named) < N_NAMED_SKIPS:
+            self.named.append(where)
+            self.reasons.append(problem)
+            context.warning("skipping %s: %s", where, problem)
+
+    def provenance(self) -> dict:
+        names = [salted_hash(self.salt, n) for n in self.named] if self.hide_names else list(self.named)
+        key = "first_skipped_hashed" if self.hide_names else "first_skipped"
+        return {"skipped_files": self.count, key: names}
+
+    def report(self, context: ReadContext) -> None:
+        if self.count:
+            context.warning("%s: skipped %d unreadable file(s); first: %s", self.name, self.count, self.named)
+
+
+def _worker_call(function: Callable, item) -> tuple[bool, object]:
+    """Run one decode job; a failure comes back as a message instead of killing the pool."""
+    try:
+        return True, function(item)
+    except Exception as error:  # noqa: BLE001 - every decoder failure is reported per file
+        return False, f"{type(error).__name__}: {error}"
+
+
+class _Call:
+    """Picklable ``_worker_call(function, item)`` for process pools."""
+
+    def __init__(self, function: Callable):
+        self.function = function
+
+    def __call__(self, item):
+        return _worker_call(self.function, item)
+
+
+def parallel_map(function: Callable, items: list, threads: int) -> list[tuple[bool, object]]:
+    """[(ok, result or error message)] in input order, computed by ``threads`` processes.
+
+    Processes by default, not threads: PIL releases the GIL while decoding, but the resize
+    (scikit-image/scipy.ndimage), pydicom and the per-slice Python work need not, and processes
+    scale either way. ``POOL_KIND = "thread"`` switches to threads (benchmarks/bench_prepare.py
+    --pool thread measures both).
+    """
+    call = _Call(function)
+    if threads <= 1 or len(items) <= 1:
+        return [call(item) for item in items]
+    workers = min(threads, len(items))
+    if POOL_KIND == "thread":
+        with concurrent.futures.ThreadPoolExecutor(max_workers=workers) as pool:
+            return list(pool.map(call, items))
+    chunksize = max(1, min(64, len(items) // (workers * 8)))
+    # fork, explicitly (Python 3.14 defaults to forkserver): spawn and forkserver re-import the
+    # main module in each worker, and Snakemake's copy of a rule script has no __main__ guard,
+    # so a worker would run the whole rule again.
+    methods = multiprocessing.get_all_start_methods()
+    context = multiprocessing.get_context("fork" if "fork" in methods else None)
+    with concurrent.futures.ProcessPoolExecutor(max_workers=workers, mp_context=context) as pool:
+        return list(pool.map(call, items, chunksize=chunksize))
+
+
+def _to_cache_geometry(image: np.ndarray, size: int | None, channels: int | None) -> np.ndarray:
+    """Resize in the worker when the cache geometry is known; float32 (H, W[, C]) in [0, 1]."""
+    image = np.clip(np.asarray(image, dtype=np.float32), 0.0, 1.0)
+    if size is None or channels is None:
+        return image
+    converted = convert_image(image, size, channels)  # (C, size, size)
+    # uint8 is what the cache stores anyway; it quarters what crosses the process boundary and
+    # prepare() maps x/255 back onto the same uint8 exactly.
+    return np.moveaxis(quantize(converted), 0, -1)
+
+
+def _from_worker(image: np.ndarray) -> np.ndarray:
+    if image.dtype == np.uint8:
+        return image.astype(np.float32) / np.float32(255.0)
+    return image
+
+
+def _finish(
+    name: str,
+    where: str,
+    images: list[np.ndarray],
+    values: list[str],
+    groups: list[str],
+    task: TaskLabels,
+    drop_other: bool,
+    min_per_class: int,
+    provenance: dict,
+    context: ReadContext,
+    dropped_before: dict | None = None,
+) -> RawDataset:
+    """Map source labels onto the task, drop or reject the rest, check class sizes.
+
+    ``dropped_before``: {value: count} a reader already dropped before decoding."""
+    labels, keep, dropped = task.assign(name, values, where, drop_other)
+    for value, count in (dropped_before or {}).items():
+        dropped[value] = dropped.get(value, 0) + count
+    kept_images = [_from_worker(image) for image, k in zip(images, keep) if k]
+    kept_groups = np.asarray(groups, dtype=object)[keep] if len(groups) else np.asarray([], dtype=str)
+    counts = np.bincount(labels, minlength=len(task.classes)) if len(labels) else np.zeros(len(task.classes), int)
+    small = {c: int(n) for c, n in zip(task.classes, counts) if n < min_per_class}
+    if small:
+        raise DatasetError(
+            f"dataset {name!r}: {where}: too few images of class(es) {small} (class: count); "
+            f"need at least {min_per_class} each (option min_per_class)"
+        )
+    if dropped:
+        context.info("%s: dropped %d image(s) with labels outside the task: %s", name, sum(dropped.values()), dropped)
+    provenance = dict(provenance)
+    provenance["dropped_labels"] = {("<empty>" if k == "" else k): int(v) for k, v in sorted(dropped.items())}
+    provenance["class_values"] = dict(zip(task.classes, task._values_per_class()))
+    return RawDataset(
+        name=name,
+        images=kept_images,
+        labels=labels,
+        groups=np.asarray([str(g) for g in kept_groups], dtype=str),
+        classes=task.classes,
+        provenance=provenance,
+    )
+
+
+def _common_provenance(kind: str, options: dict, group_salt: str, packages: tuple[str, ...]) -> dict:
+    """Options as configured (paths as given), the salt reduced to default/custom, versions."""
+    shown = {k: v for k, v in options.items() if k != "group_salt"}
+    return {
+        "type": kind,
+        "options": shown,
+        "group_salt": "default" if group_salt == DEFAULT_GROUP_SALT else "custom",
+        "versions": _versions("numpy", *packages),
+    }
+
+
+def _check_common(name: str, on_error, drop_other, min_per_class) -> None:
+    _check_choice(name, "on_error", on_error, ["raise", "skip"])
+    if not isinstance(drop_other, bool):
+        raise DatasetError(f"dataset {name!r}: option 'drop_other' must be true or false, got {drop_other!r}")
+    if isinstance(min_per_class, bool) or not isinstance(min_per_class, int) or min_per_class < 1:
+        raise DatasetError(f"dataset {name!r}: option 'min_per_class' must be an integer >= 1, got {min_per_class!r}")
+
+
+# ----------------------------------------------------------------------------------------------
+# torchvision: MNIST, CIFAR-10, SVHN.
+
+TORCHVISION_DATASETS = ("MNIST", "CIFAR10", "SVHN")
+
+
+def _torchvision_class(dataset: str, verify_checksums: bool):
+    """The torchvision dataset class; without checksum verification, a subclass whose md5 are None.
+
+    torchvision's own ``check_integrity(path, md5=None)`` then only checks that the file exists,
+    so the library still reads the files; this is for re-packed copies (and for the tests, which
+    write small files in the original formats). MNIST checks existence only anyway.
+    """
+    from torchvision import datasets
+
+    base = {"MNIST": datasets.MNIST, "CIFAR10": datasets.CIFAR10, "SVHN": datasets.SVHN}[dataset]
+    if verify_checksums or dataset == "MNIST":
+        return base
+    if dataset == "CIFAR10":
+        return type(
+            "CIFAR10WithoutChecksums",
+            (base,),
+            {
+                "train_list": [[f, None] for f, _ in base.train_list],
+                "test_list": [[f, None] for f, _ in base.test_list],
+                "meta": {**base.meta, "md5": None},
+            },
+        )
+    return type(
+        "SVHNWithoutChecksums",
+        (base,),
+        {"split_list": {k: [url, f, None] for k, (url, f, _) in base.split_list.items()}},
+    )
+
+
+def read_torchvision(
+    name: str,
+    context: ReadContext,
+    root: str | None = None,
+    dataset: str | None = None,
+    split: str = "both",
+    download: bool = False,
+    verify_checksums: bool = True,
+    classes=None,
+    drop_other: bool = True,
+    min_per_class: int = 1,
+    on_error: str = "raise",
+    group_salt: str = DEFAULT_GROUP_SALT,
+) -> RawDataset:
+    """MNIST / CIFAR10 / SVHN from ``root`` in torchvision's layout.
+
+    Source labels: the digit for MNIST and SVHN (SVHN's 10 is digit 0, as torchvision maps it),
+    the class name for CIFAR-10 ("airplane", ..., "truck"). ``drop_other`` defaults to true here:
+    a class subset of a multi-class set is the normal case. Group = one per image.
+    """
+    _check_common(name, on_error, drop_other, min_per_class)
+    dataset = _check_choice(name, "dataset", dataset, TORCHVISION_DATASETS)
+    split = _check_choice(name, "split", split, ["train", "test", "both"])
+    root_path = Path(os.path.expanduser(str(root))) if download else _root(name, root)
+    dataset_class = _torchvision_class(dataset, bool(verify_checksums))
+    parts = ["train", "test"] if split == "both" else [split]
+    images, values, groups, counts = [], [], [], {}
+    for part in parts:
+        try:
+            if dataset == "SVHN":
+                loaded = dataset_class(str(root_path), split=part, download=bool(download))
+                data = np.transpose(loaded.data, (0, 2, 3, 1))  # torchvision keeps SVHN as (N, C, H, W)
+                targets = [str(int(t)) for t in loaded.labels]
+            else:
+                loaded = dataset_class(str(root_path), train=(part == "train"), download=bool(download))
+                data = np.asarray(loaded.data)
+                raw_targets = [int(t) for t in np.asarray(loaded.targets)]
+                targets = [loaded.classes[t] for t in raw_targets] if dataset == "CIFAR10" else [str(t) for t in raw_targets]
+        except (RuntimeError, OSError, ValueError, KeyError, EOFError) as error:
+            raise DatasetError(
+                f"dataset {name!r}: torchvision {dataset} ({part}) under {str(root_path)!r} is missing or unreadable: "
+                f"{type(error).__name__}: {error}"
+            ) from None
+        counts[part] = int(len(data))
+        for index in range(len(data)):
+            images.append(np.asarray(data[index]).astype(np.float32) / np.float32(255.0))
+            values.append(targets[index])
+            groups.append(f"{dataset}:{part}:{index}")
+    task = TaskLabels.from_option(name, classes, values)
+    options = dict(root=root, dataset=dataset, split=split, download=download, verify_checksums=verify_checksums,
+                   classes=classes, drop_other=drop_other)
+    provenance = _common_provenance("torchvision", options, group_salt, ("torchvision",))
+    provenance["images_per_split"] = counts
+    where = f"torchvision {dataset} under {str(root_path)!r}"
+    return _finish(name, where, images, values, groups, task, drop_other, min_per_class, provenance, context)
+
+
+# ----------------------------------------------------------------------------------------------
+# Image files: class-folder trees and CSV lists.
+
+
+def decode_image_file(path: str) -> np.ndarray:
+    """One PNG/JPEG/... as float32 in [0, 1]: (H, W) for gray, (H, W, 3) for colour."""
+    from PIL import Image
+
+    with Image.open(path) as image:
+        image.load()
+        if image.mode in ("I;16", "I;16B", "I;16L", "I"):
+            array = np.asarray(image, dtype=np.float32)
+            # 16-bit grayscale (e.g. radiographs): scale by the type's range, not the image's.
+            return array / np.float32(65535.0 if array.max() <= 65535 else array.max())
+        if image.mode == "F":
+            return to_unit_range(np.asarray(image, dtype=np.float32))
+        if image.mode in ("1", "L", "LA"):
+            return np.asarray(image.convert("L"), dtype=np.float32) / np.float32(255.0)
+        return np.asarray(image.convert("RGB"), dtype=np.float32) / np.float32(255.0)
+
+
+@dataclass
+class _ImageJob:
+    size: int | None
+    channels: int | None
+
+    def __call__(self, path: str) -> np.ndarray:
+        return _to_cache_geometry(decode_image_file(path), self.size, self.channels)
+
+
+def _decode_files(name: str, paths: list[str], shown: list[str], context: ReadContext, skips: Skips) -> list:
+    """Decode image files in parallel; (index, image) of the readable ones, in order."""
+    job = _ImageJob(context.size, context.channels)
+    results = parallel_map(job, paths, context.threads)
+    decoded = []
+    for index, (ok, result) in enumerate(results):
+        if ok:
+            decoded.append((index, result))
+        else:
+            skips.handle(f"file {shown[index]!r}", f"unreadable or corrupt image ({result})", context)
+    return decoded
+
+
+def _image_provenance_and_finish(name, kind, where, paths, shown, values, groups, task, drop_other,
+                                 min_per_class, on_error, group_salt, options, context) -> RawDataset:
+    # Labels first: a value outside the task fails before a single file is decoded, and files of
+    # dropped labels are never decoded.
+    _, keep, dropped = task.assign(name, values, where, drop_other, items=shown)
+    wanted = np.flatnonzero(keep)
+    skips = Skips(name, on_error, salt=group_salt)
+    decoded = _decode_files(name, [paths[i] for i in wanted], [shown[i] for i in wanted], context, skips)
+    skips.report(context)
+    kept = [wanted[index] for index, _ in decoded]
+    provenance = _common_provenance(kind, options, group_salt, ("pillow",))
+    provenance.update(skips.provenance(), files_listed=len(paths))
+    return _finish(name, where, [image for _, image in decoded], [values[i] for i in kept],
+                   [groups[i] for i in kept], task, drop_other, min_per_class, provenance, context,
+                   dropped_before=dropped)
+
+
+def read_image_folder(
+    name: str,
+    context: ReadContext,
+    root: str | None = None,
+    extensions: list | None = None,
+    label_regex: str | None = None,
+    group_regex: str | None = None,
+    classes=None,
+    drop_other: bool = False,
+    min_per_class: int = 1,
+    on_error: str = "raise",
+    group_salt: str = DEFAULT_GROUP_SALT,
+) -> RawDataset:
+    """Images under ``root``, found recursively; label = first folder below root (ImageNet layout)
+    or the first capture group of ``label_regex`` in the relative path (e.g. MURA's
+    ``_(positive|negative)/``). Group = capture of ``group_regex`` in the relative path (e.g.
+    ``(patient\\d+)/``), else the relative path itself; always salted-hashed.
+
+    With a ``classes`` list/mapping and no ``label_regex``, only the named class folders are
+    listed, so a subset of ImageNet's 1000 folders is cheap.
+    """
+    _check_common(name, on_error, drop_other, min_per_class)
+    root_path = _root(name, root)
+    suffixes = tuple(s.lower() if s.startswith(".") else "." + s.lower() for s in (extensions or IMAGE_SUFFIXES))
+    label_re, group_re = _regex(name, "label_regex", label_regex), _regex(name, "group_regex", group_regex)
+    if label_re is None and classes is not None and not drop_other:
+        wanted = TaskLabels.from_option(name, classes, []).value_to_class
+        folders = [root_path / value for value in wanted]
+        missing = [str(f) for f in folders if not f.is_dir()]
+        if missing:
+            raise DatasetError(f"dataset {name!r}: class folder(s) {missing} do not exist")
+    else:
+        folders = [root_path]
+    relative: list[str] = []
+    for folder in folders:
+        for dirpath, dirnames, filenames in os.walk(folder):
+            dirnames.sort()
+            for filename in sorted(filenames):
+                if filename.lower().endswith(suffixes) and not filename.startswith("."):
+                    relative.append(Path(dirpath, filename).relative_to(root_path).as_posix())
+    if label_re is None:
+        relative = [r for r in relative if "/" in r]  # files directly in root have no class folder
+    if not relative:
+        raise DatasetError(f"dataset {name!r}: no image files ({', '.join(suffixes)}) under {str(root_path)!r}")
+    values = [label_key(_match(name, "label_regex", label_re, r, f"file {r!r}")) if label_re else r.split("/", 1)[0]
+              for r in relative]
+    groups = [salted_hash(group_salt, _match(name, "group_regex", group_re, r, f"file {r!r}") if group_re else r)
+              for r in relative]
+    task = TaskLabels.from_option(name, classes, values)
+    options = dict(root=root, extensions=extensions, label_regex=label_regex, group_regex=group_regex,
+                   classes=classes, drop_other=drop_other, min_per_class=min_per_class, on_error=on_error)
+    paths = [str(root_path / r) for r in relative]
+    return _image_provenance_and_finish(name, "image_folder", f"image folder {str(root_path)!r}", paths, relative,
+                                        values, groups, task, drop_other, min_per_class, on_error, group_salt,
+                                        options, context)
+
+
+def read_csv_columns(name: str, csv_path: Path, columns: dict[str, str | None], where_filter: dict | None = None
+                     ) -> dict[str, list[str]]:
+    """The named columns of a CSV (option -> column name), rows filtered by ``where_filter``.
+
+    csv.DictReader, not pandas: every cell stays text (pandas would turn "1" into 1.0 and blank
+    cells into NaN, which then need undoing for label matching).
+    """
+    try:
+        with open(csv_path, newline="", encoding="utf-8-sig") as handle:
+            reader = csv.DictReader(handle)
+            header = list(reader.fieldnames or [])
+            wanted = {option: column for option, column in columns.items() if column is not None}
+            for column in list(wanted.values()) + list((where_filter or {}).keys()):
+                if column not in header:
+                    option = next((o for o, c in wanted.items() if c == column), "where")
+                    raise DatasetError(
+                        f"dataset {name!r}: CSV {str(csv_path)!r} has no column {column!r} (option {option!r}); "
+                        f"available columns: {header}"
+                    )
+            allowed = {c: {label_key(v) for v in (vs if isinstance(vs, list) else [vs])}
+                       for c, vs in (where_filter or {}).items()}
+            out: dict[str, list[str]] = {option: [] for option in wanted}
+            for row in reader:
+                if any(label_key(row[c] or "") not in values for c, values in allowed.items()):
+                    continue
+                for option, column in wanted.items():
+                    out[option].append((row[column] or "").strip())
+    except (OSError, UnicodeDecodeError, csv.Error) as error:
+        raise DatasetError(f"dataset {name!r}: cannot read CSV {str(csv_path)!r}: {error}") from None
+    return out
+
+
+def read_image_csv(
+    name: str,
+    context: ReadContext,
+    csv: str | None = None,  # noqa: A002 - the option's name in the config
+    root: str | None = None,
+    path_column: str = "path",
+    label_column: str = "label",
+    group_column: str | None = None,
+    group_regex: str | None = None,
+    where: dict | None = None,
+    classes=None,
+    drop_other: bool = False,
+    min_per_class: int = 1,
+    on_error: str = "raise",
+    group_salt: str = DEFAULT_GROUP_SALT,
+) -> RawDataset:
+    """Images listed in a CSV: ``path_column`` (relative to ``root``, default the CSV's folder),
+    ``label_column``; group from ``group_column``, else ``group_regex`` on the path, else the path.
+    ``where`` keeps only rows whose columns hold one of the listed values (e.g. frontal views)."""
+    _check_common(name, on_error, drop_other, min_per_class)
+    csv_path = _root(name, csv, "csv")
+    root_path = _root(name, root) if root is not None else csv_path.parent
+    group_re = _regex(name, "group_regex", group_regex)
+    if where is not None and not isinstance(where, dict):
+        raise DatasetError(f"dataset {name!r}: option 'where' must map column names to lists of values, got {where!r}")
+    table = read_csv_columns(name, csv_path, {"path_column": path_column, "label_column": label_column,
+                                              "group_column": group_column}, where)
+    relative = table["path_column"]
+    if not relative:
+        raise DatasetError(f"dataset {name!r}: CSV {str(csv_path)!r} lists no images")
+    values = [label_key(v) for v in table["label_column"]]
+    if group_column is not None:
+        raw_groups = table["group_column"]
+    elif group_re is not None:
+        raw_groups = [_match(name, "group_regex", group_re, r, f"path {r!r} in CSV {str(csv_path)!r}") for r in relative]
+    else:
+        raw_groups = relative
+    groups = [salted_hash(group_salt, g) for g in raw_groups]
+    task = TaskLabels.from_option(name, classes, values)
+    options = dict(csv=csv, root=root, path_column=path_column, label_column=label_column, group_column=group_column,
+                   group_regex=group_regex, where=where, classes=classes, drop_other=drop_other,
+                   min_per_class=min_per_class, on_error=on_error)
+    paths = [str(root_path / r) for r in relative]
+    return _image_provenance_and_finish(name, "image_csv", f"CSV {str(csv_path)!r}", paths, relative, values, groups,
+                                        task, drop_other, min_per_class, on_error, group_salt, options, context)
+
+
+# ----------------------------------------------------------------------------------------------
+# DICOM.
+
+DICOM_GROUP_ATTRIBUTES = ("PatientID", "StudyInstanceUID", "SeriesInstanceUID")
+
+
+def dicom_to_unit(pixels: np.ndarray, slope: float, intercept: float, photometric: str,
+                  window: tuple[float, float] | None) -> np.ndarray:
+    """Stored values -> [0, 1]: modality rescale, then the window (or the image's min..max),
+    then MONOCHROME1 inverted so that bright always means high attenuation/signal.
+
+    Window: linear from center - width/2 (0) to center + width/2 (1), clipped; the simple form
+    most papers mean by "brain window 40/80" (DICOM's VOI LUT differs by half a value).
+    """
+    values = pixels.astype(np.float64) * float(slope) + float(intercept)
+    if window is not None:
+        center, width = window
+        unit = np.clip((values - (center - width / 2.0)) / width, 0.0, 1.0).astype(np.float32)
+    else:
+        unit = to_unit_range(values)
+    if photometric == "MONOCHROME1":
+        unit = 1.0 - unit
+    return unit.astype(np.float32)
+
+
+@dataclass
+class _DicomJob:
+    window: tuple[float, float] | None
+    group_attribute: str | None
+    size: int | None
+    channels: int | None
+
+    def __call__(self, path: str) -> tuple[np.ndarray, str, str]:
+        """(image, SOPInstanceUID, group id from the header or ""); nothing else leaves the worker."""
+        import pydicom
+
+        dataset = pydicom.dcmread(path)
+        photometric = str(dataset.get("PhotometricInterpretation", "MONOCHROME2")).strip()
+        if photometric not in ("MONOCHROME1", "MONOCHROME2"):
+            raise ValueError(f"photometric interpretation {photometric} is not grayscale")
+        if int(dataset.get("NumberOfFrames", 1) or 1) != 1:
+            raise ValueError("multi-frame DICOM; expected one 2D image per file")
+        pixels = dataset.pixel_array
+        if pixels.ndim != 2:
+            raise ValueError(f"pixel array of shape {pixels.shape}; expected 2D")
+        slope = dataset.get("RescaleSlope", 1)
+        intercept = dataset.get("RescaleIntercept", 0)
+        image = dicom_to_unit(pixels, 1 if slope in (None, "") else slope,
+                              0 if intercept in (None, "") else intercept, photometric, self.window)
+        uid = str(dataset.get("SOPInstanceUID", "")).strip()
+        group = str(dataset.get(self.group_attribute, "")).strip() if self.group_attribute else ""
+        if self.group_attribute and not group:
+            raise ValueError(f"header has no {self.group_attribute}")
+        return _to_cache_geometry(image, self.size, self.channels), uid, group
+
+
+def _window(name: str, window) -> tuple[float, float] | None:
+    if window is None:
+        return None
+    if isinstance(window, dict) and set(window) == {"center", "width"}:
+        center, width = window["center"], window["width"]
+    else:
+        raise DatasetError(f"dataset {name!r}: option 'window' must be {{center: C, width: W}}, got {window!r}")
+    if not all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in (center, width)) or width <= 0:
+        raise DatasetError(f"dataset {name!r}: option 'window' needs numbers and width > 0, got {window!r}")
+    return float(center), float(width)
+
+
+def read_dicom(
+    name: str,
+    context: ReadContext,
+    root: str | None = None,
+    pattern: str = "**/*.dcm",
+    labels_csv: str | None = None,
+    key: str = "SOPInstanceUID",
+    key_column: str = "SOPInstanceUID",
+    key_regex: str | None = None,
+    label_column: str = "label",
+    group: str = "PatientID",
+    group_column: str | None = None,
+    window: dict | None = None,
+    classes=None,
+    drop_other: bool = False,
+    min_per_class: int = 1,
+    on_error: str = "raise",
+    group_salt: str = DEFAULT_GROUP_SALT,
+) -> RawDataset:
+    """DICOM files ``root/pattern`` labelled from ``labels_csv``.
+
+    key: ``SOPInstanceUID`` (the CSV's ``key_column`` holds the UID; ``key_regex`` extracts it
+    from the cell and drops rows that do not match, e.g. RSNA's ``^(ID_[0-9a-f]+)_any$``) or
+    ``path`` (the CSV holds the file path relative to root). Group: the header attribute
+    ``group`` (PatientID, StudyInstanceUID, SeriesInstanceUID), or ``group_column`` of the CSV.
+    Files without a CSV row are labels outside the task (error, or dropped with drop_other).
+    """
+    _check_common(name, on_error, drop_other, min_per_class)
+    root_path = _root(name, root)
+    csv_path = _root(name, labels_csv, "labels_csv")
+    key = _check_choice(name, "key", key, ["SOPInstanceUID", "path"])
+    group = _check_choice(name, "group", group, DICOM_GROUP_ATTRIBUTES)
+    key_re = _regex(name, "key_regex", key_regex)
+    window_values = _window(name, window)
+    files = sorted(p for p in glob.glob(str(root_path / pattern), recursive=True) if os.path.isfile(p))
+    if not files:
+        raise DatasetError(f"dataset {name!r}: no files match {pattern!r} under {str(root_path)!r}")
+    relative = [Path(p).relative_to(root_path).as_posix() for p in files]
+    table = read_csv_columns(name, csv_path, {"key_column": key_column, "label_column": label_column,
+                                              "group_column": group_column})
+    label_of: dict[str, str] = {}
+    group_of: dict[str, str] = {}
+    for index, cell in enumerate(table["key_column"]):
+        if key_re is not None:
+            found = key_re.search(cell)
+            if found is None:
+                continue
+            cell = found.group(1) if key_re.groups else found.group(0)
+        label_of[cell] = label_key(table["label_column"][index])
+        if group_column is not None:
+            group_of[cell] = table["group_column"][index]
+    task = TaskLabels.from_option(name, classes, label_of.values())
+    dropped_before: dict = {}
+    if key == "path":  # labels known before decoding: reject or drop first, decode only what is kept
+        values = [label_of.get(r, "<no CSV row>") for r in relative]
+        _, _, dropped_before = task.assign(name, values, f"labels CSV {str(csv_path)!r}", drop_other, items=relative)
+        wanted = [i for i, v in enumerate(values) if v in task.value_to_class]
+        files, relative = [files[i] for i in wanted], [relative[i] for i in wanted]
+    job = _DicomJob(window_values, None if group_column else group, context.size, context.channels)
+    skips = Skips(name, on_error, hide_names=True, salt=group_salt)
+    images, values, groups = [], [], []
+    for index, (ok, result) in enumerate(parallel_map(job, files, context.threads)):
+        if not ok:
+            skips.handle(f"DICOM file {relative[index]!r}", f"unreadable or corrupt ({result})", context)
+            continue
+        image, uid, header_group = result
+        lookup = relative[index] if key == "path" else uid
+        images.append(image)
+        values.append(label_of.get(lookup, "<no CSV row>"))
+        raw_group = group_of.get(lookup, "") if group_column else header_group
+        groups.append(salted_hash(group_salt, raw_group if raw_group else relative[index]))
+    skips.report(context)
+    options = dict(root=root, pattern=pattern, labels_csv=labels_csv, key=key, key_column=key_column,
+                   key_regex=key_regex, label_column=label_column, group=group, group_column=group_column,
+                   window=window, classes=classes, drop_other=drop_other, min_per_class=min_per_class,
+                   on_error=on_error)
+    provenance = _common_provenance("dicom", options, group_salt, ("pydicom",))
+    provenance.update(skips.provenance(), files_matched=len(relative))
+    return _finish(name, f"labels CSV {str(csv_path)!r}", images, values, groups, task, drop_other, min_per_class,
+                   provenance, context, dropped_before=dropped_before)
+
+
+# ----------------------------------------------------------------------------------------------
+# NIfTI volumes, sliced.
+
+
+@dataclass
+class _NiftiJob:
+    axis: int
+    percentiles: tuple[float, float] | None
+    foreground_threshold: float
+    min_foreground: float
+    size: int | None
+    channels: int | None
+
+    def __call__(self, paths: tuple[str, str | None]) -> tuple[list[np.ndarray], list[int], list[str], dict]:
+        """(slices, slice indices, mask labels "0"/"1" or [], counts) of one volume."""
+        import nibabel
+
+        image_path, mask_path = paths
+        volume = np.asarray(nibabel.load(image_path).dataobj, dtype=np.float32)
+        if volume.ndim == 4 and volume.shape[3] == 1:
+            volume = volume[..., 0]
+        if volume.ndim != 3:
+            raise ValueError(f"image has shape {volume.shape}; expected a 3D volume")
+        mask = None
+        if mask_path is not None:
+            mask = np.asarray(nibabel.load(mask_path).dataobj)
+            if mask.shape != volume.shape:
+                raise ShapeMismatch(
+                    f"mask {os.path.basename(mask_path)!r} has shape {mask.shape} but image "
+                    f"{os.path.basename(image_path)!r} has shape {volume.shape}"
+                )
+        finite = volume[np.isfinite(volume)]
+        if finite.size == 0:
+            raise ValueError("volume has no finite voxel")
+        volume = np.nan_to_num(volume, nan=float(finite.min()))
+        if self.percentiles is not None:
+            lo, hi = np.percentile(finite, self.percentiles)
+        else:
+            lo, hi = float(finite.min()), float(finite.max())
+        volume = np.clip((volume - lo) / (hi - lo), 0.0, 1.0) if hi > lo else np.zeros_like(volume)
+        # Views, not np.take: take copies the whole (Fortran-ordered) volume on every call.
+        stack = np.moveaxis(volume, self.axis, 0)
+        foreground = (stack > self.foreground_threshold).mean(axis=(1, 2))
+        has_mask = np.any(np.moveaxis(mask, self.axis, 0) != 0, axis=(1, 2)) if mask is not None else None
+        slices, indices, labels = [], [], []
+        for index in range(len(stack)):
+            if float(foreground[index]) < self.min_foreground:
+                continue
+            slices.append(_to_cache_geometry(stack[index], self.size, self.channels))
+            indices.append(index)
+            if has_mask is not None:
+                labels.append("1" if has_mask[index] else "0")
+        return slices, indices, labels, {"slices": len(stack), "dropped_foreground": len(stack) - len(indices)}
+
+
+class ShapeMismatch(ValueError):
+    """A segmentation mask whose shape differs from its image's."""
+
+
+def read_nifti(
+    name: str,
+    context: ReadContext,
+    root: str | None = None,
+    pattern: str = "**/*.nii*",
+    mask_replace: dict | None = None,
+    labels_csv: str | None = None,
+    volume_column: str = "volume",
+    slice_column: str = "slice",
+    label_column: str = "label",
+    axis: int = 2,
+    percentiles: list | None = None,
+    foreground_threshold: float = 0.05,
+    min_foreground: float = 0.0,
+    group_regex: str | None = None,
+    classes=None,
+    drop_other: bool = False,
+    min_per_class: int = 1,
+    on_error: str = "raise",
+    group_salt: str = DEFAULT_GROUP_SALT,
+) -> RawDataset:
+    """Slices of NIfTI volumes ``root/pattern`` along ``axis``.
+
+    Labels: from a mask found by ``mask_replace`` ({old: new} substring replacements in the image
+    path, e.g. {"_flair.nii.gz": "_seg.nii.gz"}); source label "1" when the mask has a non-zero
+    voxel in the slice, else "0". Or from ``labels_csv`` rows (volume path relative to root,
+    slice index, label). Intensities: linear per volume from its ``percentiles`` [low, high]
+    (e.g. [0.5, 99.5]) or its min..max, clipped to [0, 1]. Slices whose fraction of voxels above
+    ``foreground_threshold`` (on that [0, 1] scale) is below ``min_foreground`` are dropped.
+    Group: the volume's relative path, or the capture of ``group_regex`` in it (patient id).
+    """
+    _check_common(name, on_error, drop_other, min_per_class)
+    root_path = _root(name, root)
+    if (mask_replace is None) == (labels_csv is None):
+        raise DatasetError(f"dataset {name!r}: give exactly one of 'mask_replace' and 'labels_csv'")
+    if isinstance(axis, bool) or axis not in (0, 1, 2):
+        raise DatasetError(f"dataset {name!r}: option 'axis' must be 0, 1 or 2, got {axis!r}")
+    if percentiles is not None:
+        if (not isinstance(percentiles, (list, tuple)) or len(percentiles) != 2
+                or not 0 <= percentiles[0] < percentiles[1] <= 100):
+            raise DatasetError(f"dataset {name!r}: option 'percentiles' must be [low, high] with "
+                               f"0 <= low < high <= 100, got {percentiles!r}")
+        percentiles = (float(percentiles[0]), float(percentiles[1]))
+    if not 0 <= float(min_foreground) <= 1:
+        raise DatasetError(f"dataset {name!r}: option 'min_foreground' must lie in [0, 1], got {min_foreground!r}")
+    group_re = _regex(name, "group_regex", group_regex)
+    files = sorted(p for p in glob.glob(str(root_path / pattern), recursive=True) if os.path.isfile(p))
+    if mask_replace is not None:
+        if not isinstance(mask_replace, dict) or not mask_replace:
+            raise DatasetError(f"dataset {name!r}: option 'mask_replace' must map old -> new path parts, "
+                               f"got {mask_replace!r}")
+        masks = []
+        for path in files:
+            mask = path
+            for old, new in mask_replace.items():
+                mask = mask.replace(str(old), str(new))
+            masks.append(mask)
+        # The pattern may match the masks too (e.g. "*.nii.gz"): a mask is never its own image.
+        mask_set = set(masks) - set(p for p, m in zip(files, masks) if p == m)
+        pairs = [(p, m) for p, m in zip(files, masks) if p not in mask_set]
+        unpaired = [Path(p).relative_to(root_path).as_posix() for p, m in pairs if p == m]
+        if unpaired:
+            raise DatasetError(f"dataset {name!r}: mask_replace {mask_replace} does not change image path(s) "
+                               f"{unpaired[:N_NAMED_SKIPS]}")
+    else:
+        pairs = [(p, None) for p in files]
+    if not pairs:
+        raise DatasetError(f"dataset {name!r}: no NIfTI files match {pattern!r} under {str(root_path)!r}")
+    relative = [Path(p).relative_to(root_path).as_posix() for p, _ in pairs]
+    slice_labels: dict[tuple[str, int], str] = {}
+    if labels_csv is not None:
+        csv_path = _root(name, labels_csv, "labels_csv")
+        table = read_csv_columns(name, csv_path, {"volume_column": volume_column, "slice_column": slice_column,
+                                                  "label_column": label_column})
+        for volume, slice_text, label in zip(table["volume_column"], table["slice_column"], table["label_column"]):
+            try:
+                slice_labels[(volume, int(float(slice_text)))] = label_key(label)
+            except ValueError:
+                raise DatasetError(f"dataset {name!r}: CSV {str(csv_path)!r}: slice {slice_text!r} of volume "
+                                   f"{volume!r} is not an integer") from None
+        where = f"labels CSV {str(csv_path)!r}"
+    else:
+        where = f"masks under {str(root_path)!r}"
+    job = _NiftiJob(axis, percentiles, float(foreground_threshold), float(min_foreground), context.size,
+                    context.channels)
+    skips = Skips(name, on_error, hide_names=True, salt=group_salt)
+    images, values, groups = [], [], []
+    n_slices = n_dropped = n_volumes = 0
+    for index, (ok, result) in enumerate(parallel_map(job, pairs, context.threads)):
+        if not ok:
+            problem = result if result.startswith("ShapeMismatch") else f"unreadable or corrupt ({result})"
+            skips.handle(f"NIfTI volume {relative[index]!r}", problem, context)
+            continue
+        slices, indices, mask_labels, counts = result
+        n_volumes += 1
+        n_slices += counts["slices"]
+        n_dropped += counts["dropped_foreground"]
+        volume_id = _match(name, "group_regex", group_re, relative[index], f"volume {relative[index]!r}") \
+            if group_re else relative[index]
+        group_hash = salted_hash(group_salt, volume_id)
+        for position, slice_index in enumerate(indices):
+            images.append(slices[position])
+            values.append(mask_labels[position] if labels_csv is None
+                          else slice_labels.get((relative[index], slice_index), "<no CSV row>"))
+            groups.append(group_hash)
+    skips.report(context)
+    if not images:
+        raise DatasetError(f"dataset {name!r}: no slice of {n_volumes} volume(s) under {str(root_path)!r} "
+                           f"has enough foreground (min_foreground {min_foreground})")
+    task = TaskLabels.from_option(name, classes, values)
+    options = dict(root=root, pattern=pattern, mask_replace=mask_replace, labels_csv=labels_csv,
+                   volume_column=volume_column, slice_column=slice_column, label_column=label_column, axis=axis,
+                   percentiles=list(percentiles) if percentiles else None, foreground_threshold=foreground_threshold,
+                   min_foreground=min_foreground, group_regex=group_regex, classes=classes, drop_other=drop_other,
+                   min_per_class=min_per_class, on_error=on_error)
+    provenance = _common_provenance("nifti", options, group_salt, ("nibabel",))
+    provenance.update(skips.provenance(), volumes=n_volumes, slices_total=n_slices,
+                      slices_dropped_foreground=n_dropped)
+    return _finish(name, where, images, values, groups, task, drop_other, min_per_class, provenance, context)
+
+
+# ----------------------------------------------------------------------------------------------
+# MedMNIST .npz
+
+
+MEDMNIST_SPLITS = ("train", "val", "test")
+
+
+def read_medmnist(
+    name: str,
+    context: ReadContext,
+    npz: str | None = None,
+    split: str = "all",
+    label_column: int | None = None,
+    classes=None,
+    drop_other: bool = False,
+    min_per_class: int = 1,
+    on_error: str = "raise",
+    group_salt: str = DEFAULT_GROUP_SALT,
+) -> RawDataset:
+    """A MedMNIST .npz (``{split}_images`` (N, H, W) or (N, H, W, 3) uint8, ``{split}_labels``
+    (N, 1) or (N, K) multi-label, where ``label_column`` picks the task's column).
+
+    MedMNIST ships no patient ids, so every image is its own group: images of one patient can
+    land on both sides of a split (a documented caveat of these data sets).
+    """
+    _check_common(name, on_error, drop_other, min_per_class)
+    npz_path = _root(name, npz, "npz")
+    split = _check_choice(name, "split", split, ["all", *MEDMNIST_SPLITS])
+    parts = list(MEDMNIST_SPLITS) if split == "all" else [split]
+    images, values, groups, counts = [], [], [], {}
+    try:
+        with np.load(npz_path, allow_pickle=False) as archive:
+            keys = set(archive.files)
+            for part in parts:
+                if f"{part}_images" not in keys or f"{part}_labels" not in keys:
+                    if split == "all":
+                        continue
+                    raise DatasetError(f"dataset {name!r}: {str(npz_path)!r} has no {part}_images/{part}_labels; "
+                                       f"keys: {sorted(keys)}")
+                data = archive[f"{part}_images"]
+                labels = archive[f"{part}_labels"]
+                if data.ndim not in (3, 4) or (data.ndim == 4 and data.shape[-1] not in (1, 3)):
+                    raise DatasetError(f"dataset {name!r}: {str(npz_path)!r}: {part}_images has shape {data.shape}; "
+                                       "expected (N, H, W) or (N, H, W, 3)")
+                labels = labels.reshape(len(labels), -1)
+                if len(labels) != len(data):
+                    raise DatasetError(f"dataset {name!r}: {str(npz_path)!r}: {len(data)} {part} images but "
+                                       f"{len(labels)} labels")
+                if labels.shape[1] > 1 and label_column is None:
+                    raise DatasetError(f"dataset {name!r}: {str(npz_path)!r} is multi-label ({labels.shape[1]} "
+                                       "columns); choose the task with option 'label_column'")
+                column = 0 if labels.shape[1] == 1 else label_column
+                if isinstance(column, bool) or not isinstance(column, int) or not 0 <= column < labels.shape[1]:
+                    raise DatasetError(f"dataset {name!r}: option 'label_column' must be in 0..{labels.shape[1] - 1}"
+                                       f" for {str(npz_path)!r}, got {label_column!r}")
+                scale = np.float32(255.0) if data.dtype == np.uint8 else np.float32(max(1.0, float(data.max())))
+                counts[part] = int(len(data))
+                for index in range(len(data)):
+                    images.append(data[index].astype(np.float32) / scale)
+                    values.append(label_key(labels[index, column]))
+                    groups.append(f"medmnist:{part}:{index}")
+    except (OSError, ValueError, EOFError) as error:
+        if isinstance(error, DatasetError):
+            raise
+        raise DatasetError(f"dataset {name!r}: cannot read MedMNIST file {str(npz_path)!r}: "
+                           f"{type(error).__name__}: {error}") from None
+    if not images:
+        raise DatasetError(f"dataset {name!r}: {str(npz_path)!r} holds none of the splits {parts}")
+    task = TaskLabels.from_option(name, classes, values)
+    options = dict(npz=npz, split=split, label_column=label_column, classes=classes, drop_other=drop_other,
+                   min_per_class=min_per_class)
+    provenance = _common_provenance("medmnist", options, group_salt, ())
+    provenance.update(images_per_split=counts,
+                      caveat="MedMNIST has no patient ids: one group per image, a patient may span splits")
+    return _finish(name, f"MedMNIST file {str(npz_path)!r}", images, values, groups, task, drop_other,
+                   min_per_class, provenance, context)
+
+
+READERS: dict[str, Callable[..., RawDataset]] = {
+    "torchvision": read_torchvision,
+    "image_folder": read_image_folder,
+    "image_csv": read_image_csv,
+    "dicom": read_dicom,
+    "nifti": read_nifti,
+    "medmnist": read_medmnist,
+}
