@@ -36,9 +36,9 @@ def job_counts(output: str) -> dict[str, int]:
 
 def test_dry_run_of_the_default_config(repo, tmp_path):
     counts = job_counts(snakemake(repo, tmp_path, "-n", "--quiet", "rules").stdout)
-    assert counts["prepare_dataset"] == 4  # one cache per dataset
-    assert counts["make_split"] == counts["dataset_properties"] == 4 * 3 * 2  # dataset x N x seed
-    assert counts["train_model"] == counts["evaluate_model"] == 4 * 2 * 3 * 2  # x model
+    assert counts["prepare_dataset"] == 3  # one cache per dataset
+    assert counts["make_split"] == counts["dataset_properties"] == 3 * 3 * 2  # dataset x N x seed
+    assert counts["train_model"] == counts["evaluate_model"] == 3 * 2 * 3 * 2  # x model
     for rule in ("dataset_properties_table", "figure_dataset_properties", "grid_tables", "scaling_fits",
                  "sharpness_robustness", "generalization_figures"):
         assert counts[rule] == 1, rule

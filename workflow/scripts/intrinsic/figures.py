@@ -198,6 +198,30 @@ def _errorbars(ax, points: pd.DataFrame, x: str, y: str, *, color, marker, size,
                linewidth=0.4, zorder=3, label=label)
 
 
+def _frame_points(ax, xs, ys, *, log_y: bool = False, nonnegative: bool = False) -> None:
+    """Axis limits from the plotted means, not their intervals: with two seeds a 95% t-interval
+    is 12.7 standard errors wide and would squeeze the points into a corner. Bars that reach past
+    the frame are clipped by it."""
+    def limits(values, log):
+        values = np.asarray(values, dtype=float)
+        values = values[np.isfinite(values) & ((values > 0) if log else True)]
+        if not len(values):
+            return None
+        lo, hi = values.min(), values.max()
+        if log:
+            span = max(np.log10(hi / lo), 0.5)
+            return lo / 10 ** (0.15 * span), hi * 10 ** (0.15 * span)
+        pad = 0.15 * (hi - lo) if hi > lo else max(abs(hi) * 0.15, 0.5)
+        low = lo - pad
+        return (max(low, 0.0) if nonnegative else low), hi + pad
+
+    x_limits, y_limits = limits(xs, False), limits(ys, log_y)
+    if x_limits:
+        ax.set_xlim(*x_limits)
+    if y_limits:
+        ax.set_ylim(*y_limits)
+
+
 def _size_of(n_values) -> dict:
     """Marker area per training size: larger N drawn larger."""
     sizes = sorted(set(n_values))
@@ -294,6 +318,7 @@ def figure_generalization(runs: pd.DataFrame, png, pdf, *, x: str = "d_mle", y: 
             n_fits += 1
         if log_y:
             ax.set_yscale("log")
+        _frame_points(ax, panel["xv"], panel["yv"], log_y=log_y)
         ax.set_title(str(model))
         ax.set_xlabel(_label(x))
         ax.set_ylabel(_label(y) + (" (log scale)" if log_y else ""))
@@ -363,6 +388,7 @@ def figure_sharpness_robustness(attacks: pd.DataFrame, png, pdf, *, attack: str 
             for domain, group in panel.groupby("domain"):
                 _errorbars(ax, group, "k_f", "loss_penalty", color=palette[domain], marker="o",
                            size=group["n_train"].map(sizes).to_numpy())
+            _frame_points(ax, panel["k_f"], panel["loss_penalty"])
             r = r_of.get((model, eps), np.nan)
             r_text = "r = n/a" if not np.isfinite(r) else f"r = {r:.2f}"
             ax.set_title(f"{model}, $\\epsilon$ = {eps_255[eps]}/255, {r_text}", fontsize=8)
@@ -411,9 +437,10 @@ def figure_repr_vs_data(runs: pd.DataFrame, png, pdf, *, x: str = "d_mle",
     fig, ax = plt.subplots(figsize=(5.2, 4.6))
     for (model, domain), group in plot.groupby(["model", "domain"], sort=False):
         _errorbars(ax, group, "xv", "yv", color=palette[domain], marker=model_marker[model], size=30)
-    # Dimensions are positive: a wide interval of few seeds must not stretch the axes below 0.
+    # One frame for both axes, from the means (dimensions are positive), so y = x is the diagonal.
+    both = np.concatenate([plot["xv"].to_numpy(float), plot["yv"].to_numpy(float)])
+    _frame_points(ax, both, both, nonnegative=True)
     (x0, x1), (y0, y1) = ax.get_xlim(), ax.get_ylim()
-    x0, y0 = max(x0, 0.0), max(y0, 0.0)
     ax.plot([min(x0, y0), max(x1, y1)], [min(x0, y0), max(x1, y1)], color="black", linestyle=":",
             linewidth=1, label="$y = x$", zorder=1)
     ax.set_xlim(x0, x1)
