@@ -60,6 +60,17 @@ def run_keys(wildcards):
             for axis in RUN_AXES}
 
 
+def run_request(name):
+    """A resource of a run's jobs from training.resources[model][name], growing with
+    each attempt: a job that died of its time or memory limit is retried with twice, thrice ..."""
+    requests = config["training"]["resources"]
+
+    def request(wildcards, attempt):
+        return requests[wildcards.model][name] * attempt
+
+    return request
+
+
 def model_file(path):
     """Weights are large (VGG: 0.5 GB at 224 px): deleted after evaluation unless kept."""
     return path if config["training"]["keep_models"] else temp(path)

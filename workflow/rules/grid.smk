@@ -1,5 +1,6 @@
 # The experiment grid: one training run per RUN_AXES combination, then its evaluation.
-# Both rules share the group "run", so a cluster runs them in one job on one GPU allocation.
+# Both rules share the group "run", so a cluster runs them in one job on one GPU allocation
+# (the Snakefile scopes gpu as "local": a group asks for the most any of its steps needs).
 
 
 rule train_model:
@@ -16,6 +17,10 @@ rule train_model:
         # Resume state of a killed job; not an output, so Snakemake leaves it in place.
         checkpoints=f"results/checkpoints/{RUN_PATH}",
     threads: config["training"]["threads"]
+    resources:
+        mem_mb=run_request("mem_mb"),
+        runtime=run_request("train_runtime_min"),
+        gpu=config["training"]["gpus"],
     group:
         "run"
     log:
@@ -43,6 +48,10 @@ rule evaluate_model:
         knn_k=config["properties"]["knn_k"],
         device=config["training"]["device"],
     threads: config["training"]["threads"]
+    resources:
+        mem_mb=run_request("mem_mb"),
+        runtime=run_request("eval_runtime_min"),
+        gpu=config["training"]["gpus"],
     group:
         "run"
     log:

@@ -28,6 +28,9 @@ rule make_split:
         cache=lambda wildcards: cache_dir(wildcards.dataset),
         n_test=config["splits"]["n_test"],
         class_pairs=lambda wildcards: CATALOG[wildcards.dataset].get("class_pairs"),
+    # Seconds of work each: on a cluster, profiles/default packs many into one submission.
+    group:
+        "splits"
     log:
         "results/logs/make_split/{dataset}/n{n_train}_seed{seed}.log",
     benchmark:

@@ -10,6 +10,9 @@ rule dataset_properties:
     threads: config["properties"]["threads"]
     resources:
         mem_mb=4000,
+    # Minutes each: on a cluster, profiles/default packs one dataset's worth into one submission.
+    group:
+        "properties"
     log:
         "results/logs/dataset_properties/{dataset}/n{n_train}_seed{seed}.log",
     benchmark:
