@@ -109,7 +109,8 @@ def test_cancelled_training_job_is_retried_and_resumes(repo, cluster, tmp_path):
     cancelled = None
     deadline = time.monotonic() + 600
     while cancelled is None and time.monotonic() < deadline and process.poll() is None:
-        if checkpoints.is_dir() and any(checkpoints.iterdir()):
+        # A finished checkpoint, not the temporary file it is written to before its rename.
+        if any(checkpoints.glob("[!.]*.pt")):
             cancelled = running_train_job()
             if cancelled:
                 subprocess.run(["scancel", cancelled], check=True)
