@@ -60,6 +60,21 @@ def run_keys(wildcards):
             for axis in RUN_AXES}
 
 
+# Keys of `training` that do not change a trained model: cluster requests, bookkeeping, the
+# model list. Left out of train_model's params, so that editing them (e.g. a longer runtime, or
+# one more model) does not rerun finished trainings through Snakemake's params rerun trigger.
+NOT_TRAINING_SETTINGS = ("models", "resources", "gpus", "keep_models", "threads")
+
+
+def training_settings(wildcards):
+    """What one run's training result depends on: `training` without NOT_TRAINING_SETTINGS,
+    with only this model's learning rate and batch size."""
+    training = config["training"]
+    settings = {k: v for k, v in training.items() if k not in NOT_TRAINING_SETTINGS}
+    settings["model_settings"] = {wildcards.model: training["model_settings"][wildcards.model]}
+    return settings
+
+
 def run_request(name):
     """A resource of a run's jobs from training.resources[model][name], growing with
     each attempt: a job that died of its time or memory limit is retried with twice, thrice ..."""

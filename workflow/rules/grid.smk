@@ -13,7 +13,7 @@ rule train_model:
     params:
         run=run_keys,
         cache=lambda wildcards: cache_dir(wildcards.dataset),
-        training=config["training"],
+        training=training_settings,
         # Resume state of a killed job; not an output, so Snakemake leaves it in place.
         checkpoints=f"results/checkpoints/{RUN_PATH}",
     threads: config["training"]["threads"]
