@@ -1,6 +1,6 @@
 """Dry-run speed of the paper grid: `snakemake -n` on config/paper.yaml against a bare
-Snakefile with the same jobs and rule shapes (same wildcards, outputs, inputs, groups, but
-plain strings instead of input functions, no config validation, no params). The ratio is the
+Snakefile with the same jobs and rule shapes (same wildcards, inputs, outputs, logs,
+benchmarks and groups, but no input functions, params, resources, config or validation). The ratio is the
 workflow's own overhead; the goal is <= 1.3 x the bare one and under 10 s on 2 cores.
 
     python benchmarks/bench_dry_run.py [--repeats 3]
@@ -46,12 +46,16 @@ rule all:
 
 rule prepare_dataset:
     output: {", ".join(repr(p) for p in cache.values())}
+    log: "results/logs/prepare_dataset/{{dataset}}.log"
+    benchmark: "results/benchmarks/prepare_dataset/{{dataset}}.tsv"
     shell: "touch {{output}}"
 
 rule make_split:
     input:
 {cache_inputs}    output: {split!r}
     group: "splits"
+    log: "results/logs/make_split/{{dataset}}/n{{n_train}}_seed{{seed}}.log"
+    benchmark: "results/benchmarks/make_split/{{dataset}}/n{{n_train}}_seed{{seed}}.tsv"
     shell: "touch {{output}}"
 
 rule dataset_properties:
@@ -59,6 +63,8 @@ rule dataset_properties:
 {cache_inputs}        split={split!r},
     output: "results/properties/{{dataset}}/n{{n_train}}_seed{{seed}}.json"
     group: "properties"
+    log: "results/logs/dataset_properties/{{dataset}}/n{{n_train}}_seed{{seed}}.log"
+    benchmark: "results/benchmarks/dataset_properties/{{dataset}}/n{{n_train}}_seed{{seed}}.tsv"
     shell: "touch {{output}}"
 
 rule dataset_properties_table:
@@ -71,6 +77,8 @@ rule train_model:
 {cache_inputs}        split={split!r},
     output: model="results/models/{run}.pt", record="results/runs/{run}/training.json"
     group: "run"
+    log: "results/logs/train_model/{run}.log"
+    benchmark: "results/benchmarks/train_model/{run}.tsv"
     shell: "touch {{output}}"
 
 rule evaluate_model:
@@ -78,6 +86,8 @@ rule evaluate_model:
 {cache_inputs}        split={split!r}, model="results/models/{run}.pt", training="results/runs/{run}/training.json"
     output: "results/runs/{run}/evaluation.json"
     group: "run"
+    log: "results/logs/evaluate_model/{run}.log"
+    benchmark: "results/benchmarks/evaluate_model/{run}.tsv"
     shell: "touch {{output}}"
 
 rule grid_tables:

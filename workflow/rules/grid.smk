@@ -5,14 +5,14 @@
 
 rule train_model:
     input:
-        unpack(cache_files),
+        **CACHE_FILES,
         split=f"results/splits/{SPLIT_PATH}.npz",
     output:
         model=model_file(f"results/models/{RUN_PATH}.pt"),
         record=f"results/runs/{RUN_PATH}/training.json",
     params:
         run=run_keys,
-        cache=lambda wildcards: cache_dir(wildcards.dataset),
+        cache=CACHE_DIR,
         training=training_settings,
         # Resume state of a killed job; not an output, so Snakemake leaves it in place.
         checkpoints=f"results/checkpoints/{RUN_PATH}",
@@ -35,7 +35,7 @@ rule train_model:
 
 rule evaluate_model:
     input:
-        unpack(cache_files),
+        **CACHE_FILES,
         split=f"results/splits/{SPLIT_PATH}.npz",
         model=f"results/models/{RUN_PATH}.pt",
         training=f"results/runs/{RUN_PATH}/training.json",
@@ -43,7 +43,7 @@ rule evaluate_model:
         f"results/runs/{RUN_PATH}/evaluation.json",
     params:
         run=run_keys,
-        cache=lambda wildcards: cache_dir(wildcards.dataset),
+        cache=CACHE_DIR,
         evaluation=config["evaluation"],
         knn_k=config["properties"]["knn_k"],
         device=config["training"]["device"],

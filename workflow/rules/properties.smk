@@ -1,11 +1,11 @@
 rule dataset_properties:
     input:
-        unpack(cache_files),
+        **CACHE_FILES,
         split="results/splits/{dataset}/n{n_train}_seed{seed}.npz",
     output:
         "results/properties/{dataset}/n{n_train}_seed{seed}.json",
     params:
-        cache=lambda wildcards: cache_dir(wildcards.dataset),
+        cache=CACHE_DIR,
         options={k: v for k, v in config["properties"].items() if k != "threads"},
     threads: config["properties"]["threads"]
     resources:
