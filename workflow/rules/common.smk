@@ -35,11 +35,15 @@ wildcard_constraints:
 
 # A dataset's cache, as wildcard patterns rather than input functions: plain patterns keep the
 # dry-run of the paper grid (4638 jobs) close to a bare Snakefile's (benchmarks/bench_dry_run.py).
-CACHE_DIR = "results/cache/{dataset}"
 CACHE_FILES = {
-    name: f"{CACHE_DIR}/{name}.{ext}"
+    name: f"results/cache/{{dataset}}/{name}.{ext}"
     for name, ext in (("images", "npy"), ("labels", "npy"), ("groups", "npy"), ("meta", "json"))
 }
+
+
+def cache_folder(wildcards, input):
+    """The cache folder as the job sees its inputs (also where storage plugins localise them)."""
+    return os.path.dirname(input.images)
 
 
 def split_records(pattern):

@@ -12,7 +12,7 @@ rule train_model:
         record=f"results/runs/{RUN_PATH}/training.json",
     params:
         run=run_keys,
-        cache=CACHE_DIR,
+        cache=cache_folder,
         training=training_settings,
         # Resume state of a killed job; not an output, so Snakemake leaves it in place.
         checkpoints=f"results/checkpoints/{RUN_PATH}",
@@ -43,7 +43,7 @@ rule evaluate_model:
         f"results/runs/{RUN_PATH}/evaluation.json",
     params:
         run=run_keys,
-        cache=CACHE_DIR,
+        cache=cache_folder,
         evaluation=config["evaluation"],
         knn_k=config["properties"]["knn_k"],
         device=config["training"]["device"],

@@ -25,7 +25,7 @@ rule make_split:
     output:
         "results/splits/{dataset}/n{n_train}_seed{seed}.npz",
     params:
-        cache=CACHE_DIR,
+        cache=cache_folder,
         n_test=config["splits"]["n_test"],
         class_pairs=lambda wildcards: CATALOG[wildcards.dataset].get("class_pairs"),
     # Seconds of work each: on a cluster, profiles/default packs many into one submission.

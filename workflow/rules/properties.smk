@@ -5,7 +5,7 @@ rule dataset_properties:
     output:
         "results/properties/{dataset}/n{n_train}_seed{seed}.json",
     params:
-        cache=CACHE_DIR,
+        cache=cache_folder,
         options={k: v for k, v in config["properties"].items() if k != "threads"},
     threads: config["properties"]["threads"]
     resources:
