@@ -16,6 +16,23 @@ configfile: os.path.join(workflow.basedir, "config", "config.yaml")
 report: "workflow/report/workflow.rst"
 
 
+# A limit given with --resources gpu=N (profiles/slurm) caps each submitted job, not the whole
+# workflow, and a job group (train + evaluate) asks for the GPUs of its largest step, not the sum.
+resource_scopes:
+    gpu="local",
+
+
+# Table and figure jobs over the whole grid take seconds: run them where Snakemake runs.
+localrules:
+    all,
+    dataset_properties_table,
+    figure_dataset_properties,
+    grid_tables,
+    scaling_fits,
+    sharpness_robustness,
+    generalization_figures,
+
+
 include: "workflow/rules/common.smk"
 include: "workflow/rules/prepare.smk"
 include: "workflow/rules/properties.smk"

@@ -33,16 +33,17 @@ wildcard_constraints:
     seed=r"\d+",
 
 
-def cache_dir(dataset):
-    return f"results/cache/{dataset}"
+# A dataset's cache, as wildcard patterns rather than input functions: plain patterns keep the
+# dry-run of the paper grid (4638 jobs) close to a bare Snakefile's (benchmarks/bench_dry_run.py).
+CACHE_FILES = {
+    name: f"results/cache/{{dataset}}/{name}.{ext}"
+    for name, ext in (("images", "npy"), ("labels", "npy"), ("groups", "npy"), ("meta", "json"))
+}
 
 
-def cache_files(wildcards):
-    folder = cache_dir(wildcards.dataset)
-    return {
-        name: f"{folder}/{name}.{ext}"
-        for name, ext in (("images", "npy"), ("labels", "npy"), ("groups", "npy"), ("meta", "json"))
-    }
+def cache_folder(wildcards, input):
+    """The cache folder as the job sees its inputs (also where storage plugins localise them)."""
+    return os.path.dirname(input.images)
 
 
 def split_records(pattern):
@@ -58,6 +59,32 @@ def run_keys(wildcards):
     """The grid axes of one run, as typed values for its records."""
     return {axis: (int(wildcards[axis]) if axis in ("n_train", "seed") else wildcards[axis])
             for axis in RUN_AXES}
+
+
+# Keys of `training` that do not change a trained model: cluster requests, bookkeeping, the
+# model list. Left out of train_model's params, so that editing them (e.g. a longer runtime, or
+# one more model) does not rerun finished trainings through Snakemake's params rerun trigger.
+NOT_TRAINING_SETTINGS = ("models", "resources", "gpus", "keep_models", "threads")
+
+
+def training_settings(wildcards):
+    """What one run's training result depends on: `training` without NOT_TRAINING_SETTINGS,
+    with only this model's learning rate and batch size."""
+    training = config["training"]
+    settings = {k: v for k, v in training.items() if k not in NOT_TRAINING_SETTINGS}
+    settings["model_settings"] = {wildcards.model: training["model_settings"][wildcards.model]}
+    return settings
+
+
+def run_request(name):
+    """A resource of a run's jobs from training.resources[model][name], growing with
+    each attempt: a job that died of its time or memory limit is retried with twice, thrice ..."""
+    requests = config["training"]["resources"]
+
+    def request(wildcards, attempt):
+        return requests[wildcards.model][name] * attempt
+
+    return request
 
 
 def model_file(path):

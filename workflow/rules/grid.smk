@@ -1,21 +1,26 @@
 # The experiment grid: one training run per RUN_AXES combination, then its evaluation.
-# Both rules share the group "run", so a cluster runs them in one job on one GPU allocation.
+# Both rules share the group "run", so a cluster runs them in one job on one GPU allocation
+# (the Snakefile scopes gpu as "local": a group asks for the most any of its steps needs).
 
 
 rule train_model:
     input:
-        unpack(cache_files),
+        **CACHE_FILES,
         split=f"results/splits/{SPLIT_PATH}.npz",
     output:
         model=model_file(f"results/models/{RUN_PATH}.pt"),
         record=f"results/runs/{RUN_PATH}/training.json",
     params:
         run=run_keys,
-        cache=lambda wildcards: cache_dir(wildcards.dataset),
-        training=config["training"],
+        cache=cache_folder,
+        training=training_settings,
         # Resume state of a killed job; not an output, so Snakemake leaves it in place.
         checkpoints=f"results/checkpoints/{RUN_PATH}",
     threads: config["training"]["threads"]
+    resources:
+        mem_mb=run_request("mem_mb"),
+        runtime=run_request("train_runtime_min"),
+        gpu=config["training"]["gpus"],
     group:
         "run"
     log:
@@ -30,7 +35,7 @@ rule train_model:
 
 rule evaluate_model:
     input:
-        unpack(cache_files),
+        **CACHE_FILES,
         split=f"results/splits/{SPLIT_PATH}.npz",
         model=f"results/models/{RUN_PATH}.pt",
         training=f"results/runs/{RUN_PATH}/training.json",
@@ -38,11 +43,15 @@ rule evaluate_model:
         f"results/runs/{RUN_PATH}/evaluation.json",
     params:
         run=run_keys,
-        cache=lambda wildcards: cache_dir(wildcards.dataset),
+        cache=cache_folder,
         evaluation=config["evaluation"],
         knn_k=config["properties"]["knn_k"],
         device=config["training"]["device"],
     threads: config["training"]["threads"]
+    resources:
+        mem_mb=run_request("mem_mb"),
+        runtime=run_request("eval_runtime_min"),
+        gpu=config["training"]["gpus"],
     group:
         "run"
     log:

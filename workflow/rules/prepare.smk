@@ -21,13 +21,16 @@ rule prepare_dataset:
 
 rule make_split:
     input:
-        unpack(cache_files),
+        **CACHE_FILES,
     output:
         "results/splits/{dataset}/n{n_train}_seed{seed}.npz",
     params:
-        cache=lambda wildcards: cache_dir(wildcards.dataset),
+        cache=cache_folder,
         n_test=config["splits"]["n_test"],
         class_pairs=lambda wildcards: CATALOG[wildcards.dataset].get("class_pairs"),
+    # Seconds of work each: on a cluster, profiles/default packs many into one submission.
+    group:
+        "splits"
     log:
         "results/logs/make_split/{dataset}/n{n_train}_seed{seed}.log",
     benchmark:

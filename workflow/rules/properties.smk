@@ -1,15 +1,18 @@
 rule dataset_properties:
     input:
-        unpack(cache_files),
+        **CACHE_FILES,
         split="results/splits/{dataset}/n{n_train}_seed{seed}.npz",
     output:
         "results/properties/{dataset}/n{n_train}_seed{seed}.json",
     params:
-        cache=lambda wildcards: cache_dir(wildcards.dataset),
+        cache=cache_folder,
         options={k: v for k, v in config["properties"].items() if k != "threads"},
     threads: config["properties"]["threads"]
     resources:
         mem_mb=4000,
+    # Minutes each: on a cluster, profiles/default packs one dataset's worth into one submission.
+    group:
+        "properties"
     log:
         "results/logs/dataset_properties/{dataset}/n{n_train}_seed{seed}.log",
     benchmark:

@@ -1,0 +1,110 @@
+"""Cluster settings and partial reruns without a cluster: the paper grid's SLURM submissions
+(dry-run with profiles/slurm), config overrides, the rule graph, and what a config edit reruns."""
+
+import re
+
+import pytest
+import yaml
+
+from test_workflow import job_counts, snakemake
+
+ONE_RUN = {
+    "image": {"size": 32, "channels": 1},
+    "splits": {"n_train": [20], "n_test": 20, "seeds": [0]},
+    "properties": {"knn_k": 10, "sharpness_samples": 20, "threads": 1},
+    "training": {"models": ["resnet18"], "max_epochs": 1, "threads": 1, "keep_models": True,
+                 "model_settings": {"resnet18": {"learning_rate": 1e-3, "batch_size": 10}}},
+    "evaluation": {"attacks": ["fgsm"], "eps_255": [1, 2]},
+    "datasets": ["digits"],
+}
+
+
+def test_paper_grid_submits_one_slurm_job_per_run_and_few_per_dataset(repo, tmp_path):
+    # A dry-run needs neither the datasets nor a cluster.
+    output = snakemake(repo, tmp_path, "-n", "--profile", str(repo / "profiles/slurm"), "--slurm-no-account",
+                       "--configfile", str(repo / "config/paper.yaml")).stdout
+    groups = re.findall(r"Group job (\w+) \(", output)
+    assert groups.count("run") == 6 * 11 * 6 * 5
+    assert groups.count("splits") == groups.count("properties") == 11  # 30 splits of a dataset each
+    single = re.findall(r"^rule (\w+):", output, flags=re.MULTILINE)  # ungrouped jobs
+    assert single.count("prepare_dataset") == 11
+    # 2013 submissions; the 7 table/figure jobs are localrules.
+    assert len(groups) + single.count("prepare_dataset") == 2013
+
+
+def test_paper_config_names_the_eleven_datasets_and_the_study_grid(repo):
+    paper = yaml.safe_load((repo / "config/paper.yaml").read_text())
+    assert len(paper["datasets"]) == 11 and set(paper["datasets"]) <= set(paper["dataset_catalog"])
+    domains = [paper["dataset_catalog"][name]["domain"] for name in paper["datasets"]]
+    assert domains.count("medical") == 7 and domains.count("natural") == 4
+    assert paper["splits"]["n_train"] == list(range(500, 1751, 250)) and paper["splits"]["seeds"] == [0, 1, 2, 3, 4]
+    assert paper["image"]["size"] == 224 and paper["training"]["gpus"] == 1
+    for name in paper["datasets"]:  # the recipe, copied verbatim
+        recipe = yaml.safe_load((repo / f"config/datasets/{name}.yaml").read_text())
+        assert paper["dataset_catalog"][name] == recipe["dataset_catalog"][name], name
+
+
+def test_nested_config_override_keeps_the_other_training_keys(repo, tmp_path):
+    output = snakemake(repo, tmp_path, "-n", "--config", "training={models: [resnet18]}", "datasets=[digits]").stdout
+    counts = job_counts(snakemake(repo, tmp_path, "-n", "--quiet", "rules", "--config",
+                                  "training={models: [resnet18]}", "datasets=[digits]").stdout)
+    assert counts["train_model"] == 3 * 2
+    # config/config.yaml's resnet18 requests (20 min, 2000 MB), not the schema's paper defaults
+    # (60 min, 16000 MB): the override was merged into `training`, not put in its place.
+    train_jobs = output.split("rule train_model:")[1:]
+    assert train_jobs and all("runtime=20, gpu=0, mem_mb=2000" in job.split("rule ")[0] for job in train_jobs)
+
+
+def test_rulegraph_shows_the_pipeline(repo, tmp_path):
+    graph = snakemake(repo, tmp_path, "--rulegraph", "--config", "datasets=[digits]").stdout
+    assert graph.lstrip().startswith("digraph")
+    labels = dict(re.findall(r'(\d+)\[label = "(\w+)"', graph))
+    edges = {(labels[a], labels[b]) for a, b in re.findall(r"(\d+) -> (\d+)", graph)}
+    assert ("train_model", "evaluate_model") in edges and ("make_split", "train_model") in edges
+    assert ("evaluate_model", "grid_tables") in edges
+
+
+@pytest.fixture(scope="module")
+def one_run(repo, tmp_path_factory):
+    workdir = tmp_path_factory.mktemp("one_run")
+    (workdir / "config.yaml").write_text(yaml.safe_dump(ONE_RUN))
+    snakemake(repo, workdir, "--cores", "2", "--configfile", str(workdir / "config.yaml"))
+    return workdir
+
+
+def rerun_counts(repo, workdir, edit):
+    """Jobs a dry-run would run after editing the run's config file with ``edit``."""
+    config = yaml.safe_load(yaml.safe_dump(ONE_RUN))
+    for section, values in edit.items():
+        config[section].update(values)
+    (workdir / "edited.yaml").write_text(yaml.safe_dump(config))
+    result = snakemake(repo, workdir, "-n", "--quiet", "rules", "--configfile", str(workdir / "edited.yaml"))
+    return job_counts(result.stdout)
+
+
+def test_numbers_inside_a_config_mapping_are_strings(repo, tmp_path):
+    # Snakemake's --config reads values inside a {mapping} as strings: such numeric edits
+    # fail validation (README: use a --configfile for them); top-level numbers and lists work.
+    result = snakemake(repo, tmp_path, "-n", "--config", "evaluation={eps_255: [1, 2]}", check=False)
+    assert result.returncode != 0 and "'1' is not of type 'integer'" in result.stdout + result.stderr
+
+
+def test_attack_budget_edit_reruns_evaluation_not_training(repo, one_run):
+    counts = rerun_counts(repo, one_run, {"evaluation": {"eps_255": [1, 2, 4]}})
+    assert counts["evaluate_model"] == 1 and "train_model" not in counts
+    assert "dataset_properties" not in counts and counts["grid_tables"] == 1
+
+
+def test_cluster_request_or_other_model_edit_does_not_retrain(repo, one_run):
+    counts = rerun_counts(repo, one_run, {"training": {"gpus": 1, "threads": 2, "resources": {
+        "resnet18": {"train_runtime_min": 99, "eval_runtime_min": 9, "mem_mb": 9999}}}})
+    assert counts == {}, counts
+    counts = rerun_counts(repo, one_run, {"training": {"model_settings": {
+        "resnet18": ONE_RUN["training"]["model_settings"]["resnet18"],
+        "vgg13": {"learning_rate": 0.5, "batch_size": 3}}}})
+    assert counts == {}, counts
+
+
+def test_training_edit_retrains(repo, one_run):
+    counts = rerun_counts(repo, one_run, {"training": {"max_epochs": 2}})
+    assert counts["train_model"] == counts["evaluate_model"] == 1

@@ -1,0 +1,128 @@
+"""The workflow on a real single-node SLURM cluster (tests/slurm/cluster.sh) with
+profiles/slurm: submissions, grouping, the GPU request, and a cancelled training job that is
+retried and resumes from its checkpoint. Skipped only where the cluster cannot start (not
+root, or slurm-wlm/munge not installed); .ci/run installs them."""
+
+import re
+import subprocess
+import sys
+import time
+
+import pandas as pd
+import pytest
+import yaml
+
+SMALL = {
+    "image": {"size": 32, "channels": 1},
+    "splits": {"n_train": [20, 40], "n_test": 20, "seeds": [0]},
+    "properties": {"knn_k": 10, "sharpness_samples": 30, "threads": 1},
+    "training": {"models": ["resnet18"], "max_epochs": 1, "threads": 1, "gpus": 1,
+                 "resources": {"resnet18": {"train_runtime_min": 10, "eval_runtime_min": 5, "mem_mb": 1000}},
+                 "model_settings": {"resnet18": {"learning_rate": 1e-3, "batch_size": 10}}},
+    "evaluation": {"attacks": ["fgsm"], "pgd_steps": 1},
+    "datasets": ["digits"],
+}
+# Site values of the test cluster, on top of profiles/slurm's placeholders; status via squeue
+# (no accounting database) and short polling so the test does not idle.
+SITE = ["--slurm-status-command", "squeue", "--slurm-no-account",
+        "--default-resources", "slurm_partition=debug", "runtime=10", "mem_mb=1000",
+        "--set-resources", "train_model:slurm_partition=debug", "evaluate_model:slurm_partition=debug",
+        "--slurm-init-seconds-before-status-checks", "1", "--seconds-between-status-checks", "2",
+        "--verbose"]
+
+
+@pytest.fixture(scope="module")
+def cluster(repo, tmp_path_factory):
+    state = tmp_path_factory.mktemp("slurm")
+    script = repo / "tests" / "slurm" / "cluster.sh"
+    started = subprocess.run(["bash", str(script), "start", str(state)], capture_output=True, text=True)
+    if started.returncode == 3:  # the script's code for "cannot run here"
+        pytest.skip(f"no SLURM cluster: {started.stderr.strip()}")
+    try:
+        assert started.returncode == 0, started.stdout + started.stderr
+        yield state
+    finally:
+        subprocess.run(["bash", str(script), "stop", str(state)], check=True)
+
+
+def snakemake_command(repo, workdir, config):
+    (workdir / "config.yaml").write_text(yaml.safe_dump(config))
+    return [sys.executable, "-m", "snakemake", "-s", str(repo / "Snakefile"), "-d", str(workdir),
+            "--profile", str(repo / "profiles" / "slurm"), "--configfile", str(workdir / "config.yaml"), *SITE]
+
+
+def sbatch_calls(output):
+    return [line.split("--wrap")[0] for line in output.splitlines() if line.startswith("sbatch call:")]
+
+
+def test_small_grid_runs_as_grouped_slurm_jobs(repo, cluster, tmp_path):
+    result = subprocess.run(snakemake_command(repo, tmp_path, SMALL), capture_output=True, text=True, timeout=900)
+    output = result.stdout + result.stderr
+    assert result.returncode == 0, output[-5000:]
+
+    runs = pd.read_csv(tmp_path / "results/tables/runs.csv")
+    assert sorted(runs["n_train"]) == [20, 40] and (runs["model"] == "resnet18").all()
+    assert (tmp_path / "results/figures/fig2_generalization_loss.png").exists()
+
+    # One submission per dataset cache, one for the splits, one for the properties, one per run;
+    # the tables and figures ran locally.
+    calls = sbatch_calls(output)
+    groups = [re.search(r"--comment (\S+)", call).group(1) for call in calls]
+    assert sorted(groups) == sorted(["rule_prepare_dataset_wildcards_digits", "rule_splits_make_split",
+                                     "rule_properties_dataset_properties"]
+                                    + ["rule_run_evaluate_model_train_model"] * 2), groups
+    job_ids = re.findall(r"has been submitted with SLURM jobid (\d+)", output)
+    assert len(set(job_ids)) == len(calls) == 5
+    for job_id in job_ids:  # every job's SLURM log under .snakemake/slurm_logs
+        assert "/.snakemake/slurm_logs/" in output and f"{job_id}.log" in output
+    # A run (train + evaluate) asks for ONE GPU (gpu is scoped "local"), its train and evaluate
+    # time limits added up (10 + 5 min), and the memory of its larger step.
+    for call in calls:
+        if "rule_run_" in call:
+            assert " --gpus=1 " in call + " " and "--gpus=2" not in call, call
+            assert " -t 15 " in call and " --mem 1000 " in call, call
+        else:
+            assert "--gpus" not in call, call
+
+
+def running_train_job():
+    """The SLURM id of the running run group, or None."""
+    listing = subprocess.run(["squeue", "--noheader", "--states=R", "--format=%i %k"],
+                             capture_output=True, text=True).stdout
+    for line in listing.splitlines():
+        job_id, comment = line.split(maxsplit=1)
+        if "train_model" in comment:
+            return job_id
+    return None
+
+
+def test_cancelled_training_job_is_retried_and_resumes(repo, cluster, tmp_path):
+    # A learning rate too small to fit the training set: training runs all max_epochs (about
+    # a second each), long enough to cancel it after its first checkpoint.
+    config = yaml.safe_load(yaml.safe_dump(SMALL))
+    config["splits"]["n_train"] = [200]
+    config["training"].update(max_epochs=12, fit_threshold=1.0)
+    config["training"]["model_settings"]["resnet18"] = {"learning_rate": 1e-9, "batch_size": 10}
+    process = subprocess.Popen(snakemake_command(repo, tmp_path, config), stdout=subprocess.PIPE,
+                               stderr=subprocess.STDOUT, text=True)
+    checkpoints = tmp_path / "results/checkpoints/digits/resnet18/n200_seed0"
+    cancelled = None
+    deadline = time.monotonic() + 600
+    while cancelled is None and time.monotonic() < deadline and process.poll() is None:
+        # A finished checkpoint, not the temporary file it is written to before its rename.
+        if any(checkpoints.glob("[!.]*.pt")):
+            cancelled = running_train_job()
+            if cancelled:
+                subprocess.run(["scancel", cancelled], check=True)
+        time.sleep(0.2)
+    output, _ = process.communicate(timeout=900)
+    assert cancelled, "no checkpoint of a running training job appeared:\n" + output[-5000:]
+    assert process.returncode == 0, output[-5000:]
+
+    # The run was submitted twice: the cancelled job, then its retry (attempt 2).
+    run_calls = [call for call in sbatch_calls(output) if "rule_run_" in call]
+    assert len(run_calls) == 2, run_calls
+    assert re.search(r"--attempt 2 ", output)
+    record = yaml.safe_load((tmp_path / "results/runs/digits/resnet18/n200_seed0/training.json").read_text())
+    assert record["resumed_from"] >= 1 and record["epochs"] == 12 and not record["fitted"]
+    assert "resumed from" in (tmp_path / "results/logs/train_model/digits/resnet18/n200_seed0.log").read_text()
