@@ -100,11 +100,16 @@ def evaluate(model: nn.Module, images: torch.Tensor, labels: torch.Tensor, batch
 
 
 # --------------------------------------------------------------------------------------- attacks
+def _fgsm_step(x: torch.Tensor, gradient_sign: torch.Tensor, eps: float) -> torch.Tensor:
+    """clamp(x + eps * sign(grad), 0, 1); the sign does not depend on eps, so one gradient
+    serves every budget."""
+    return (x.detach() + eps * gradient_sign).clamp_(0.0, 1.0)
+
+
 def _fgsm(model: nn.Module, x: torch.Tensor, y: torch.Tensor, eps: float) -> torch.Tensor:
     if eps == 0:
         return x.detach().clone()
-    grad = _input_gradient(model, x, y)
-    return (x.detach() + eps * grad.sign()).clamp_(0.0, 1.0)
+    return _fgsm_step(x, _input_gradient(model, x, y).sign(), eps)
 
 
 def _pgd(model: nn.Module, x: torch.Tensor, y: torch.Tensor, eps: float, steps: int,
@@ -165,7 +170,7 @@ def pgd(model: nn.Module, images: torch.Tensor, labels: torch.Tensor, eps: float
 
 def attack_penalties(model: nn.Module, images: torch.Tensor, labels: torch.Tensor, eps_list: Iterable[float],
                      attacks: Sequence[str] = ATTACKS, batch_size: int = 256, pgd_steps: int = 10,
-                     seed: int = 0, device=None) -> list[dict]:
+                     seed: int = 0, device=None, clean: dict | None = None) -> list[dict]:
     """Robustness records, one per (attack, eps), computed batch-wise over the test set.
 
     Each record: {"attack", "eps", "n", "clean_loss", "attacked_loss", "loss_penalty",
@@ -173,7 +178,8 @@ def attack_penalties(model: nn.Module, images: torch.Tensor, labels: torch.Tenso
     cross-entropies over the set, loss_penalty = attacked_loss - clean_loss and
     accuracy_penalty = clean_accuracy - attacked_accuracy. PGD's random starts come from one
     CPU generator per (attack, eps) seeded with ``seed``, so each record is reproducible on its
-    own, whatever the other attacks and eps values requested.
+    own, whatever the other attacks and eps values requested. ``clean``: the result of
+    :func:`evaluate` on the same images and labels when the caller has it already.
     """
     _check_inputs(images, labels)
     eps_list = [float(e) for e in eps_list]
@@ -185,17 +191,17 @@ def attack_penalties(model: nn.Module, images: torch.Tensor, labels: torch.Tenso
     device = _resolve_device(model, device)
     keys = [(attack, eps) for attack in attacks for eps in eps_list]
     generators = {key: torch.Generator().manual_seed(seed) for key in keys if key[0] == "pgd"}
-    clean = evaluate(model, images, labels, batch_size, device)
+    if clean is None:
+        clean = evaluate(model, images, labels, batch_size, device)
     attacked_loss = {key: 0.0 for key in keys}
     attacked_correct = {key: 0 for key in keys}
     with eval_mode(model):
         for x, y in _batches(images, labels, batch_size, device):
-            # FGSM's gradient does not depend on eps: one backward pass serves every budget.
             fgsm_sign = _input_gradient(model, x, y).sign() if "fgsm" in attacks else None
             for key in keys:
                 attack, eps = key
                 if attack == "fgsm":
-                    adv = (x + eps * fgsm_sign).clamp_(0.0, 1.0)
+                    adv = _fgsm_step(x, fgsm_sign, eps)
                 else:
                     adv = _pgd(model, x, y, eps, pgd_steps, None, True, generators[key])
                 loss, correct = _loss_and_correct(model, adv, y)

@@ -54,14 +54,21 @@ def train_settings(model: str, training: dict, seed: int, device: str) -> TrainC
     )
 
 
-def _split_arrays(cache_folder, split_path, part: str) -> tuple[np.ndarray, np.ndarray, dict]:
-    """uint8 images and binary labels of the split's ``part`` ("train" or "test"), and meta."""
+def _split_arrays(cache_folder, split_path, parts=("train",)) -> tuple[dict, dict]:
+    """({part: (uint8 images, binary labels)} for the split's ``parts``, cache meta)."""
     cache = load_cache(cache_folder)
     split = Split.load(split_path)
-    index = getattr(split, f"{part}_idx")
-    labels = getattr(split, f"{part}_y")
-    order = np.argsort(index)  # a memory-mapped cache reads fastest in file order
-    return np.asarray(cache.images[index[order]]), labels[order], cache.meta
+    arrays = {}
+    for part in parts:
+        index = getattr(split, f"{part}_idx")
+        order = np.argsort(index)  # a memory-mapped cache reads fastest in file order
+        arrays[part] = np.asarray(cache.images[index[order]]), getattr(split, f"{part}_y")[order]
+    return arrays, cache.meta
+
+
+def _as_tensors(images: np.ndarray, labels: np.ndarray) -> tuple[torch.Tensor, torch.Tensor]:
+    """float32 images in [0, 1] and int64 labels, as every measurement takes them."""
+    return torch.from_numpy(images).float().div_(255.0), torch.from_numpy(np.asarray(labels, dtype=np.int64))
 
 
 def checkpoint_path(folder: str | Path, config: TrainConfig) -> Path:
@@ -76,7 +83,8 @@ def train_run(keys: dict, cache_folder, split_path, config: TrainConfig, model_p
               checkpoint_folder, log: Any = None, progress: bool = False) -> dict:
     """Train ``keys["model"]`` on the split's training set; write the model and the record."""
     started = time.perf_counter()
-    images, labels, _ = _split_arrays(cache_folder, split_path, "train")
+    arrays, _ = _split_arrays(cache_folder, split_path)
+    images, labels = arrays["train"]
     checkpoint = checkpoint_path(checkpoint_folder, config)
     result = train(keys["model"], images, labels, config, checkpoint_path=checkpoint, log=log,
                    progress=progress)
@@ -104,19 +112,15 @@ def evaluate_run(keys: dict, cache_folder, split_path, model_path, training_reco
     device = resolve_device(device)
     model, _ = load_model(model_path, device)
     trained = read_json(training_record)
-    train_x, train_y, meta = _split_arrays(cache_folder, split_path, "train")
-    test_x, test_y, _ = _split_arrays(cache_folder, split_path, "test")
-
-    def as_tensors(x, y):
-        return torch.from_numpy(x).float().div_(255.0), torch.from_numpy(np.asarray(y, dtype=np.int64))
-
-    train_x, train_y = as_tensors(train_x, train_y)
-    test_x, test_y = as_tensors(test_x, test_y)
+    arrays, meta = _split_arrays(cache_folder, split_path, ("train", "test"))
+    train_x, train_y = _as_tensors(*arrays["train"])
+    test_x, test_y = _as_tensors(*arrays["test"])
     on_train = evaluate(model, train_x, train_y, batch_size)
     on_test = evaluate(model, test_x, test_y, batch_size)
     representation = representation_dimension(model, train_x, k=knn_k, batch_size=batch_size)
     penalties = attack_penalties(model, test_x, test_y, [e / 255 for e in eps_255], attacks,
-                                 batch_size=batch_size, pgd_steps=pgd_steps, seed=int(keys["seed"]))
+                                 batch_size=batch_size, pgd_steps=pgd_steps, seed=int(keys["seed"]),
+                                 clean=on_test)
     run = {
         **keys,
         "domain": meta["domain"],
