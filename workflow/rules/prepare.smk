@@ -23,7 +23,7 @@ rule make_split:
     input:
         **CACHE_FILES,
     output:
-        "results/splits/{dataset}/n{n_train}_seed{seed}.npz",
+        f"results/splits/{SPLIT_PATH}.npz",
     params:
         cache=cache_folder,
         n_test=config["splits"]["n_test"],

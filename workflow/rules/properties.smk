@@ -1,7 +1,7 @@
 rule dataset_properties:
     input:
         **CACHE_FILES,
-        split="results/splits/{dataset}/n{n_train}_seed{seed}.npz",
+        split=f"results/splits/{SPLIT_PATH}.npz",
     output:
         "results/properties/{dataset}/n{n_train}_seed{seed}.json",
     params:
