@@ -6,7 +6,7 @@ import re
 import pytest
 import yaml
 
-from test_workflow import job_counts, snakemake
+from test_workflow import config_file, job_counts, snakemake
 
 ONE_RUN = {
     "image": {"size": 32, "channels": 1},
@@ -67,8 +67,7 @@ def test_rulegraph_shows_the_pipeline(repo, tmp_path):
 @pytest.fixture(scope="module")
 def one_run(repo, tmp_path_factory):
     workdir = tmp_path_factory.mktemp("one_run")
-    (workdir / "config.yaml").write_text(yaml.safe_dump(ONE_RUN))
-    snakemake(repo, workdir, "--cores", "2", "--configfile", str(workdir / "config.yaml"))
+    snakemake(repo, workdir, "--cores", "2", "--configfile", config_file(workdir, ONE_RUN))
     return workdir
 
 
@@ -77,8 +76,8 @@ def rerun_counts(repo, workdir, edit):
     config = yaml.safe_load(yaml.safe_dump(ONE_RUN))
     for section, values in edit.items():
         config[section].update(values)
-    (workdir / "edited.yaml").write_text(yaml.safe_dump(config))
-    result = snakemake(repo, workdir, "-n", "--quiet", "rules", "--configfile", str(workdir / "edited.yaml"))
+    result = snakemake(repo, workdir, "-n", "--quiet", "rules", "--configfile",
+                       config_file(workdir, config, "edited.yaml"))
     return job_counts(result.stdout)
 
 

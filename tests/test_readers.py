@@ -12,7 +12,6 @@ import numpy as np
 import pytest
 
 from fixtures_real import (
-    CIFAR_CLASSES,
     SECRET_DATE,
     SECRET_NAME,
     mnist_images,

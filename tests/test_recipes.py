@@ -1,8 +1,6 @@
 """Dataset recipes (config/datasets/*.yaml) and the workflow on a real-format dataset."""
 
 import copy
-import subprocess
-import sys
 
 import numpy as np
 import pandas as pd
@@ -12,6 +10,7 @@ from snakemake.exceptions import WorkflowError
 from snakemake.utils import validate
 
 from fixtures_real import write_medmnist
+from test_workflow import config_file, job_counts, snakemake
 from intrinsic.cache import load_cache, write_cache
 from intrinsic.sources import load_source
 
@@ -69,19 +68,11 @@ def test_misspelled_or_missing_options_are_schema_errors(repo, recipe, edit, cul
     assert culprit in str(error.value)
 
 
-def snakemake(repo, workdir, *args):
-    command = [sys.executable, "-m", "snakemake", "-s", str(repo / "Snakefile"), "-d", str(workdir), *args]
-    result = subprocess.run(command, capture_output=True, text=True)
-    assert result.returncode == 0, f"{' '.join(command)} failed:\n{result.stdout}\n{result.stderr}"
-    return result.stdout + result.stderr
-
-
 def test_recipes_load_as_configfiles(repo, tmp_path):
     names = ",".join(sorted(STUDY | {"pneumoniamnist"}))
     output = snakemake(repo, tmp_path, "-n", "--quiet", "rules", "--configfile", *map(str, recipes(repo)),
-                       "--config", f"datasets=[{names}]")
-    counts = {row[0]: int(row[1]) for row in (line.split() for line in output.splitlines())
-              if len(row) == 2 and row[1].isdigit()}
+                       "--config", f"datasets=[{names}]").stdout
+    counts = job_counts(output)
     assert counts["prepare_dataset"] == len(STUDY) + 1
 
 
@@ -97,10 +88,9 @@ def test_workflow_prepares_a_medmnist_file_and_measures_its_properties(repo, tmp
         "datasets": ["pneumonia"],
         "dataset_catalog": {"pneumonia": {"domain": "medical", "source": source}},
     }
-    (tmp_path / "run.yaml").write_text(yaml.safe_dump(config))
     # the target goes first: --configfile takes every following word as a file
     snakemake(repo, tmp_path, "results/tables/dataset_properties.csv", "--cores", "2",
-              "--configfile", str(tmp_path / "run.yaml"))
+              "--configfile", config_file(tmp_path, config, "run.yaml"))
     cache = load_cache(tmp_path / "results/cache/pneumonia", verify=True)
     labels = np.concatenate([arrays[f"{s}_labels"][:, 0] for s in ("train", "val", "test")])
     np.testing.assert_array_equal(cache.labels, labels)

@@ -12,6 +12,8 @@ import pandas as pd
 import pytest
 import yaml
 
+from test_workflow import config_file
+
 SMALL = {
     "image": {"size": 32, "channels": 1},
     "splits": {"n_train": [20, 40], "n_test": 20, "seeds": [0]},
@@ -46,9 +48,8 @@ def cluster(repo, tmp_path_factory):
 
 
 def snakemake_command(repo, workdir, config):
-    (workdir / "config.yaml").write_text(yaml.safe_dump(config))
     return [sys.executable, "-m", "snakemake", "-s", str(repo / "Snakefile"), "-d", str(workdir),
-            "--profile", str(repo / "profiles" / "slurm"), "--configfile", str(workdir / "config.yaml"), *SITE]
+            "--profile", str(repo / "profiles" / "slurm"), "--configfile", config_file(workdir, config), *SITE]
 
 
 def sbatch_calls(output):

@@ -28,6 +28,13 @@ def snakemake(repo, workdir, *args, check=True):
     return result
 
 
+def config_file(workdir, config: dict, name: str = "config.yaml") -> str:
+    """Write ``config`` as a YAML file in ``workdir``; its path, for --configfile."""
+    path = workdir / name
+    path.write_text(yaml.safe_dump(config))
+    return str(path)
+
+
 def job_counts(output: str) -> dict[str, int]:
     """The 'Job stats' table of a dry-run: rule name -> number of jobs."""
     rows = (line.split() for line in output.splitlines())
@@ -70,8 +77,7 @@ def test_unknown_dataset_is_a_clear_error(repo, tmp_path):
 @pytest.fixture(scope="module")
 def tiny_run(repo, tmp_path_factory):
     workdir = tmp_path_factory.mktemp("tiny")
-    (workdir / "tiny.yaml").write_text(yaml.safe_dump(TINY))
-    snakemake(repo, workdir, "--cores", "2", "--configfile", str(workdir / "tiny.yaml"))
+    snakemake(repo, workdir, "--cores", "2", "--configfile", config_file(workdir, TINY, "tiny.yaml"))
     return workdir
 
 
