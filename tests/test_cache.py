@@ -1,11 +1,13 @@
 """The uint8 cache: round trip, provenance, checksum, atomic writes, bad inputs."""
 
 import json
+import os
+import stat
 
 import numpy as np
 import pytest
 
-from intrinsic.cache import DatasetError, RawDataset, convert_image, load_cache, write_cache
+from intrinsic.cache import CACHE_FILES, DatasetError, RawDataset, convert_image, load_cache, write_cache
 from intrinsic.io import atomic_write
 
 
@@ -67,24 +69,40 @@ def test_bad_images_are_rejected_and_nothing_is_written(tmp_path):
     raw.images[5] = raw.images[5] * 300  # a reader that forgot to normalize
     with pytest.raises(DatasetError, match=r"dataset 'toy': image 5 has values .* outside \[0, 1\]"):
         write_cache(tmp_path / "cache", raw, size=8, channels=1, domain="natural")
-    assert not (tmp_path / "cache").exists() or not any((tmp_path / "cache").iterdir())
+    assert list(tmp_path.iterdir()) == []
     raw.images[5] = np.full((8, 8), np.nan)
     with pytest.raises(DatasetError, match="image 5 has NaN"):
         write_cache(tmp_path / "cache", raw, size=8, channels=1, domain="natural")
 
 
-def test_rewriting_invalidates_the_old_cache_first(tmp_path, monkeypatch):
-    write_cache(tmp_path, raw_dataset(), size=8, channels=1, domain="natural")
+def test_a_failed_rewrite_leaves_the_old_cache_and_no_staging_folder(tmp_path, monkeypatch):
+    folder = tmp_path / "cache"
+    write_cache(folder, raw_dataset(), size=8, channels=1, domain="natural")
+    before = {f.name: f.read_bytes() for f in folder.iterdir()}
     import intrinsic.cache as cache_module
 
     def broken_save(path, array):
         raise OSError("disk full")
 
     monkeypatch.setattr(cache_module, "_save_npy", broken_save)
-    with pytest.raises(OSError):
-        write_cache(tmp_path, raw_dataset(), size=8, channels=1, domain="natural")
-    with pytest.raises(DatasetError, match="incomplete"):
-        load_cache(tmp_path)
+    with pytest.raises(OSError, match="disk full"):
+        write_cache(folder, raw_dataset(), size=8, channels=1, domain="natural")
+    assert {f.name: f.read_bytes() for f in folder.iterdir()} == before
+    assert [f.name for f in tmp_path.iterdir()] == ["cache"]
+    load_cache(folder, verify=True)
+
+
+def test_rewriting_replaces_the_whole_folder(tmp_path):
+    folder = tmp_path / "cache"
+    write_cache(folder, raw_dataset(), size=8, channels=1, domain="natural")
+    (folder / "stale.txt").write_text("from an older layout")
+    meta = write_cache(folder, raw_dataset(), size=4, channels=1, domain="natural")
+    assert sorted(f.name for f in folder.iterdir()) == sorted(CACHE_FILES)
+    assert load_cache(folder).images.shape[-1] == 4 and meta["resolution"] == 4
+    assert [f.name for f in tmp_path.iterdir()] == ["cache"]
+    umask = os.umask(0)
+    os.umask(umask)
+    assert stat.S_IMODE(folder.stat().st_mode) == 0o777 & ~umask  # readable by the lab, as mkdir makes it
 
 
 def test_mismatched_labels_and_bad_label_values():

@@ -10,7 +10,6 @@ from intrinsic.estimators import (
     label_sharpness,
     mle_from_distances,
     mle_id,
-    neighbors_from_sq_distances,
     pairwise_sq_distances,
     twonn_from_distances,
     twonn_id,

@@ -141,6 +141,18 @@ def test_tiny_run_is_complete_and_resumable(repo, tiny_run):
     assert "Nothing to be done" in result.stdout + result.stderr
 
 
+def test_attack_budget_edit_retrains_when_the_weights_were_temporary(repo, tiny_run):
+    # README, "Partial reruns": with keep_models false (here) the weights are gone, so new
+    # budgets retrain every run; tests/test_cluster_config.py checks keep_models true.
+    edited = yaml.safe_load(yaml.safe_dump(TINY))
+    edited["evaluation"]["eps_255"] = [1, 2]
+    result = snakemake(repo, tiny_run, "-n", "--quiet", "rules", "--configfile",
+                       config_file(tiny_run, edited, "edited.yaml"))
+    counts = job_counts(result.stdout)
+    assert counts["train_model"] == counts["evaluate_model"] == 24, counts
+    assert "make_split" not in counts and "dataset_properties" not in counts
+
+
 def test_report_has_the_figure_and_caption(repo, tiny_run):
     snakemake(repo, tiny_run, "--configfile", str(tiny_run / "tiny.yaml"), "--report", str(tiny_run / "report.zip"))
     import zipfile

@@ -33,17 +33,9 @@ wildcard_constraints:
     seed=r"\d+",
 
 
-# A dataset's cache, as wildcard patterns rather than input functions: plain patterns keep the
-# dry-run of the paper grid (4638 jobs) close to a bare Snakefile's (benchmarks/bench_dry_run.py).
-CACHE_FILES = {
-    name: f"results/cache/{{dataset}}/{name}.{ext}"
-    for name, ext in (("images", "npy"), ("labels", "npy"), ("groups", "npy"), ("meta", "json"))
-}
-
-
-def cache_folder(wildcards, input):
-    """The cache folder as the job sees its inputs (also where storage plugins localise them)."""
-    return os.path.dirname(input.images)
+# A dataset's prepared cache: one directory output, so each downstream job has one input edge
+# for it rather than four (the dry-run of the paper grid, 4638 jobs, is benchmarks/bench_dry_run.py).
+CACHE = "results/cache/{dataset}"
 
 
 def split_records(pattern):

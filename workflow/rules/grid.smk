@@ -5,14 +5,13 @@
 
 rule train_model:
     input:
-        **CACHE_FILES,
+        cache=CACHE,
         split=f"results/splits/{SPLIT_PATH}.npz",
     output:
         model=model_file(f"results/models/{RUN_PATH}.pt"),
         record=f"results/runs/{RUN_PATH}/training.json",
     params:
         run=run_keys,
-        cache=cache_folder,
         training=training_settings,
         # Resume state of a killed job; not an output, so Snakemake leaves it in place.
         checkpoints=f"results/checkpoints/{RUN_PATH}",
@@ -35,7 +34,7 @@ rule train_model:
 
 rule evaluate_model:
     input:
-        **CACHE_FILES,
+        cache=CACHE,
         split=f"results/splits/{SPLIT_PATH}.npz",
         model=f"results/models/{RUN_PATH}.pt",
         training=f"results/runs/{RUN_PATH}/training.json",
@@ -43,7 +42,6 @@ rule evaluate_model:
         f"results/runs/{RUN_PATH}/evaluation.json",
     params:
         run=run_keys,
-        cache=cache_folder,
         evaluation=config["evaluation"],
         knn_k=config["properties"]["knn_k"],
         device=config["training"]["device"],

@@ -1,9 +1,6 @@
 rule prepare_dataset:
     output:
-        images="results/cache/{dataset}/images.npy",
-        labels="results/cache/{dataset}/labels.npy",
-        groups="results/cache/{dataset}/groups.npy",
-        meta="results/cache/{dataset}/meta.json",
+        directory(CACHE),
     params:
         spec=lambda wildcards: CATALOG[wildcards.dataset],
         size=config["image"]["size"],
@@ -21,11 +18,10 @@ rule prepare_dataset:
 
 rule make_split:
     input:
-        **CACHE_FILES,
+        cache=CACHE,
     output:
         f"results/splits/{SPLIT_PATH}.npz",
     params:
-        cache=cache_folder,
         n_test=config["splits"]["n_test"],
         class_pairs=lambda wildcards: CATALOG[wildcards.dataset].get("class_pairs"),
     # Seconds of work each: on a cluster, profiles/default packs many into one submission.

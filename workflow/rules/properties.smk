@@ -1,11 +1,10 @@
 rule dataset_properties:
     input:
-        **CACHE_FILES,
+        cache=CACHE,
         split=f"results/splits/{SPLIT_PATH}.npz",
     output:
         "results/properties/{dataset}/n{n_train}_seed{seed}.json",
     params:
-        cache=cache_folder,
         options={k: v for k, v in config["properties"].items() if k != "threads"},
     threads: config["properties"]["threads"]
     resources:

@@ -11,7 +11,7 @@ from intrinsic.splits import Split
 with logged(snakemake.log[0], "dataset_properties") as log:  # noqa: F821 (injected by Snakemake)
     torch.set_num_threads(snakemake.threads)  # noqa: F821
     record = split_properties(
-        load_cache(snakemake.params.cache),  # noqa: F821
+        load_cache(snakemake.input.cache),  # noqa: F821
         Split.load(snakemake.input.split),  # noqa: F821
         seed=int(snakemake.wildcards.seed),  # noqa: F821
         **snakemake.params.options,  # noqa: F821

@@ -9,7 +9,7 @@ with logged(snakemake.log[0], "evaluate_model") as log:  # noqa: F821 (injected 
     torch.set_num_threads(snakemake.threads)  # noqa: F821
     options = snakemake.params.evaluation  # noqa: F821
     record = evaluate_run(
-        snakemake.params.run, snakemake.params.cache, snakemake.input.split,  # noqa: F821
+        snakemake.params.run, snakemake.input.cache, snakemake.input.split,  # noqa: F821
         snakemake.input.model, snakemake.input.training, snakemake.output[0],  # noqa: F821
         eps_255=options["eps_255"], attacks=options["attacks"], pgd_steps=options["pgd_steps"],
         batch_size=options["batch_size"], knn_k=snakemake.params.knn_k,  # noqa: F821

@@ -6,7 +6,7 @@ from intrinsic.splits import make_split
 
 with logged(snakemake.log[0], "make_split") as log:  # noqa: F821 (injected by Snakemake)
     w = snakemake.wildcards  # noqa: F821
-    cache = load_cache(snakemake.params.cache)  # noqa: F821
+    cache = load_cache(snakemake.input.cache)  # noqa: F821
     split = make_split(
         w.dataset, cache.labels, cache.groups, cache.classes,
         n_train=int(w.n_train), n_test=snakemake.params.n_test,  # noqa: F821

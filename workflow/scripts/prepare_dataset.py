@@ -1,7 +1,5 @@
 """Rule prepare_dataset: decode one dataset (embedded or real files) and write its uint8 cache."""
 
-from pathlib import Path
-
 from intrinsic.cache import write_cache
 from intrinsic.logs import logged
 from intrinsic.sources import load_source
@@ -12,6 +10,6 @@ with logged(snakemake.log[0], "prepare_dataset") as log:  # noqa: F821 (injected
     size, channels = snakemake.params.size, snakemake.params.channels  # noqa: F821
     log.info("preparing %s from %s", name, spec["source"])
     raw = load_source(name, spec["source"], threads=snakemake.threads, log=log, size=size, channels=channels)  # noqa: F821
-    meta = write_cache(Path(snakemake.output.meta).parent, raw, size=size, channels=channels,  # noqa: F821
+    meta = write_cache(snakemake.output[0], raw, size=size, channels=channels,  # noqa: F821
                        domain=spec["domain"])
     log.info("cached %d images of shape %s, classes %s", meta["n_images"], meta["shape"], meta["class_counts"])

@@ -14,7 +14,7 @@ with logged(snakemake.log[0], "train_model") as log:  # noqa: F821 (injected by 
     config = train_settings(keys["model"], training, keys["seed"], training["device"])
     log.info("run %s: %s", keys, config)
     record = train_run(
-        keys, snakemake.params.cache, snakemake.input.split, config,  # noqa: F821
+        keys, snakemake.input.cache, snakemake.input.split, config,  # noqa: F821
         model_path=snakemake.output.model, record_path=snakemake.output.record,  # noqa: F821
         checkpoint_folder=snakemake.params.checkpoints,  # noqa: F821
         log=log, progress=sys.stderr.isatty(),

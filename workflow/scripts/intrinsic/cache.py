@@ -7,7 +7,8 @@ Layout of one dataset's cache folder::
     groups.npy   str, shape (n,), patient/study/source id; splits never cut a group
     meta.json    provenance, class names and counts, shapes, sha256 of the three arrays
 
-meta.json is written last, so a folder without it is an incomplete cache.
+The folder is written beside its final path and renamed into place, so a cache folder is
+complete or absent (it is one `directory()` output for Snakemake: one input edge per job).
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ from __future__ import annotations
 import datetime
 import hashlib
 import os
+import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -148,6 +150,15 @@ def _save_npy(path: Path, array: np.ndarray) -> None:
         np.save(handle, array, allow_pickle=False)
 
 
+def _replace_folder(staged: Path, folder: Path) -> None:
+    """Rename ``staged`` onto ``folder``; an existing folder is moved aside and removed after."""
+    old = folder.with_name(f".{folder.name}.old-{os.getpid()}")
+    if folder.exists():
+        os.replace(folder, old)
+    os.replace(staged, folder)
+    shutil.rmtree(old, ignore_errors=True)
+
+
 def write_cache(
     folder: str | os.PathLike,
     raw: RawDataset,
@@ -155,34 +166,43 @@ def write_cache(
     channels: int,
     domain: str,
 ) -> dict:
-    """Prepare ``raw`` and write its cache folder atomically (meta.json last). Returns meta."""
+    """Prepare ``raw`` and write its cache folder atomically: written into a hidden folder
+    beside ``folder`` and renamed onto it, so a failure leaves any previous cache as it was.
+    Returns meta."""
     folder = Path(folder)
     if len(raw.images) == 0:
         raise DatasetError(f"dataset {raw.name!r}: no images")
     images, labels, groups = prepare(raw, size, channels)
-    meta_path = folder / "meta.json"
-    if meta_path.exists():
-        meta_path.unlink()  # invalidate the old cache before touching its arrays
-    _save_npy(folder / "images.npy", images)
-    _save_npy(folder / "labels.npy", labels)
-    _save_npy(folder / "groups.npy", groups)
-    counts = np.bincount(labels, minlength=len(raw.classes))
-    meta = {
-        "dataset": raw.name,
-        "domain": domain,
-        "n_images": int(len(labels)),
-        "shape": list(images.shape[1:]),
-        "resolution": int(size),
-        "channels": int(channels),
-        "classes": list(raw.classes),
-        "class_counts": {name: int(c) for name, c in zip(raw.classes, counts)},
-        "n_groups": int(len(np.unique(groups))),
-        "sha256": checksum(images, labels, groups),
-        "provenance": raw.provenance,
-        "library_version": __version__,
-        "created": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
-    }
-    write_json(meta_path, meta)
+    folder.parent.mkdir(parents=True, exist_ok=True)
+    # Not tempfile.mkdtemp: its mode 0700 would outlive the rename; mkdir honours the umask.
+    staged = folder.with_name(f".{folder.name}.{os.getpid()}.tmp")
+    shutil.rmtree(staged, ignore_errors=True)  # left by a killed process that had our pid
+    staged.mkdir()
+    try:
+        _save_npy(staged / "images.npy", images)
+        _save_npy(staged / "labels.npy", labels)
+        _save_npy(staged / "groups.npy", groups)
+        counts = np.bincount(labels, minlength=len(raw.classes))
+        meta = {
+            "dataset": raw.name,
+            "domain": domain,
+            "n_images": int(len(labels)),
+            "shape": list(images.shape[1:]),
+            "resolution": int(size),
+            "channels": int(channels),
+            "classes": list(raw.classes),
+            "class_counts": {name: int(c) for name, c in zip(raw.classes, counts)},
+            "n_groups": int(len(np.unique(groups))),
+            "sha256": checksum(images, labels, groups),
+            "provenance": raw.provenance,
+            "library_version": __version__,
+            "created": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+        }
+        write_json(staged / "meta.json", meta)
+        _replace_folder(staged, folder)
+    except BaseException:
+        shutil.rmtree(staged, ignore_errors=True)
+        raise
     return meta
 
 
