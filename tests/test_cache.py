@@ -102,7 +102,10 @@ def test_rewriting_replaces_the_whole_folder(tmp_path):
     assert [f.name for f in tmp_path.iterdir()] == ["cache"]
     umask = os.umask(0)
     os.umask(umask)
-    assert stat.S_IMODE(folder.stat().st_mode) == 0o777 & ~umask  # readable by the lab, as mkdir makes it
+    # Readable by the rest of a lab, as mkdir and open() would make them (not mkstemp's 0600).
+    assert stat.S_IMODE(folder.stat().st_mode) == 0o777 & ~umask
+    for name in CACHE_FILES:
+        assert stat.S_IMODE((folder / name).stat().st_mode) == 0o666 & ~umask, name
 
 
 def test_mismatched_labels_and_bad_label_values():
