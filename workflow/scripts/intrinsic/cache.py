@@ -16,7 +16,6 @@ from __future__ import annotations
 import datetime
 import hashlib
 import os
-import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -25,7 +24,7 @@ from skimage.color import rgb2gray
 from skimage.transform import resize
 
 from . import __version__
-from .io import atomic_write, read_json, write_json
+from .io import atomic_directory, atomic_write, read_json, write_json
 
 CACHE_FILES = ("images.npy", "labels.npy", "groups.npy", "meta.json")
 
@@ -150,15 +149,6 @@ def _save_npy(path: Path, array: np.ndarray) -> None:
         np.save(handle, array, allow_pickle=False)
 
 
-def _replace_folder(staged: Path, folder: Path) -> None:
-    """Rename ``staged`` onto ``folder``; an existing folder is moved aside and removed after."""
-    old = folder.with_name(f".{folder.name}.old-{os.getpid()}")
-    if folder.exists():
-        os.replace(folder, old)
-    os.replace(staged, folder)
-    shutil.rmtree(old, ignore_errors=True)
-
-
 def write_cache(
     folder: str | os.PathLike,
     raw: RawDataset,
@@ -166,19 +156,13 @@ def write_cache(
     channels: int,
     domain: str,
 ) -> dict:
-    """Prepare ``raw`` and write its cache folder atomically: written into a hidden folder
-    beside ``folder`` and renamed onto it, so a failure leaves any previous cache as it was.
-    Returns meta."""
+    """Prepare ``raw`` and write its cache folder atomically (``io.atomic_directory``): a failure
+    leaves any previous cache as it was. Returns meta."""
     folder = Path(folder)
     if len(raw.images) == 0:
         raise DatasetError(f"dataset {raw.name!r}: no images")
     images, labels, groups = prepare(raw, size, channels)
-    folder.parent.mkdir(parents=True, exist_ok=True)
-    # Not tempfile.mkdtemp: its mode 0700 would outlive the rename; mkdir honours the umask.
-    staged = folder.with_name(f".{folder.name}.{os.getpid()}.tmp")
-    shutil.rmtree(staged, ignore_errors=True)  # left by a killed process that had our pid
-    staged.mkdir()
-    try:
+    with atomic_directory(folder) as staged:
         _save_npy(staged / "images.npy", images)
         _save_npy(staged / "labels.npy", labels)
         _save_npy(staged / "groups.npy", groups)
@@ -199,10 +183,6 @@ def write_cache(
             "created": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
         }
         write_json(staged / "meta.json", meta)
-        _replace_folder(staged, folder)
-    except BaseException:
-        shutil.rmtree(staged, ignore_errors=True)
-        raise
     return meta
 
 

@@ -1,10 +1,11 @@
-"""Atomic writes: a reader (or a killed job) never sees a half-written file."""
+"""Atomic writes: a reader (or a killed job) never sees a half-written file or folder."""
 
 from __future__ import annotations
 
 import contextlib
 import json
 import os
+import shutil
 import tempfile
 from pathlib import Path
 from typing import IO, Iterator
@@ -38,6 +39,29 @@ def atomic_write(path: str | os.PathLike, mode: str = "wb") -> Iterator[IO]:
     except BaseException:
         with contextlib.suppress(FileNotFoundError):
             os.unlink(tmp)
+        raise
+
+
+@contextlib.contextmanager
+def atomic_directory(path: str | os.PathLike) -> Iterator[Path]:
+    """Yield a hidden folder beside ``path`` to fill. On success it replaces ``path`` as a whole
+    (an existing folder is moved aside, then removed); on failure it is removed and ``path``
+    stays as it was."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    # Not tempfile.mkdtemp: its mode 0700 would outlive the rename; mkdir honours the umask.
+    staged = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    shutil.rmtree(staged, ignore_errors=True)  # left by a killed process that had our pid
+    staged.mkdir()
+    try:
+        yield staged
+        old = path.with_name(f".{path.name}.{os.getpid()}.old")
+        if path.exists():
+            os.replace(path, old)
+        os.replace(staged, path)
+        shutil.rmtree(old, ignore_errors=True)
+    except BaseException:
+        shutil.rmtree(staged, ignore_errors=True)
         raise
 
 
