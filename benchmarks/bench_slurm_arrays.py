@@ -21,25 +21,17 @@ from pathlib import Path
 import yaml
 
 REPO = Path(__file__).resolve().parents[1]
-# Site values of the test cluster (one node with 2 CPUs and one fake GPU), as in tests/test_slurm.py.
-SITE = ["--cores", "2", "--slurm-status-command", "squeue", "--slurm-no-account",
-        "--default-resources", "slurm_partition=debug", "runtime=10", "mem_mb=1000",
-        "--set-resources", "train_model:slurm_partition=debug", "evaluate_model:slurm_partition=debug",
-        "--slurm-init-seconds-before-status-checks", "1", "--seconds-between-status-checks", "2",
-        "--verbose"]
+sys.path.insert(0, str(REPO / "tests"))
+from test_slurm import SITE, SMALL, sbatch_calls  # noqa: E402 (the test cluster's site values and tiny grid)
+from test_workflow import config_file  # noqa: E402
 
 
 def grid(datasets: list[str], n_train: list[int], seeds: list[int]) -> dict:
-    return {
-        "image": {"size": 32, "channels": 1},
-        "splits": {"n_train": n_train, "n_test": 20, "seeds": seeds},
-        "properties": {"knn_k": 10, "sharpness_samples": 30, "threads": 1},
-        "training": {"models": ["resnet18"], "max_epochs": 1, "threads": 1, "gpus": 1,
-                     "resources": {"resnet18": {"train_runtime_min": 10, "eval_runtime_min": 5, "mem_mb": 1000}},
-                     "model_settings": {"resnet18": {"learning_rate": 1e-3, "batch_size": 10}}},
-        "evaluation": {"attacks": ["fgsm"], "pgd_steps": 1},
-        "datasets": datasets,
-    }
+    """tests/test_slurm.py's tiny grid over these datasets, sizes and seeds."""
+    config = yaml.safe_load(yaml.safe_dump(SMALL))
+    config["splits"].update(n_train=n_train, seeds=seeds)
+    config["datasets"] = datasets
+    return config
 
 
 def ungrouped_copy(target: Path) -> Path:
@@ -70,19 +62,16 @@ def submitted_jobs(call: str) -> int:
 
 def run(workflow: Path, workdir: Path, config: dict, extra: list[str]) -> dict:
     workdir.mkdir(parents=True)
-    config_path = workdir / "grid.yaml"
-    config_path.write_text(yaml.safe_dump(config))
     command = [sys.executable, "-m", "snakemake", "-s", str(workflow / "Snakefile"), "-d", str(workdir),
-               "--profile", str(REPO / "profiles" / "slurm"), "--configfile", str(config_path), *SITE, *extra]
+               "--profile", str(REPO / "profiles" / "slurm"),
+               "--configfile", config_file(workdir, config, "grid.yaml"), *SITE, *extra]
     started = time.perf_counter()
     result = subprocess.run(command, capture_output=True, text=True)
     seconds = time.perf_counter() - started
     output = result.stdout + result.stderr
     if result.returncode != 0:
         raise SystemExit(f"{' '.join(command)} failed:\n{output[-5000:]}")
-    # The plugin logs a single job as "sbatch call: ..." and an array as "call with array: ...".
-    calls = [line.split("--wrap")[0] for line in output.splitlines()
-             if line.startswith(("sbatch call:", "call with array:"))]
+    calls = sbatch_calls(output)
     tasks = sum(submitted_jobs(call) for call in calls)
     gpu_jobs = sum(submitted_jobs(call) for call in calls if "--gpus" in call)
     return {"sbatch calls": len(calls), "SLURM jobs": tasks, "GPU allocations": gpu_jobs,

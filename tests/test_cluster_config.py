@@ -6,7 +6,7 @@ import re
 import pytest
 import yaml
 
-from test_workflow import config_file, job_counts, snakemake
+from test_workflow import config_file, job_counts, rerun_counts, snakemake
 
 ONE_RUN = {
     "image": {"size": 32, "channels": 1},
@@ -71,16 +71,6 @@ def one_run(repo, tmp_path_factory):
     return workdir
 
 
-def rerun_counts(repo, workdir, edit):
-    """Jobs a dry-run would run after editing the run's config file with ``edit``."""
-    config = yaml.safe_load(yaml.safe_dump(ONE_RUN))
-    for section, values in edit.items():
-        config[section].update(values)
-    result = snakemake(repo, workdir, "-n", "--quiet", "rules", "--configfile",
-                       config_file(workdir, config, "edited.yaml"))
-    return job_counts(result.stdout)
-
-
 def test_numbers_inside_a_config_mapping_are_strings(repo, tmp_path):
     # Snakemake's --config reads values inside a {mapping} as strings: such numeric edits
     # fail validation (README: use a --configfile for them); top-level numbers and lists work.
@@ -89,21 +79,21 @@ def test_numbers_inside_a_config_mapping_are_strings(repo, tmp_path):
 
 
 def test_attack_budget_edit_reruns_evaluation_not_training(repo, one_run):
-    counts = rerun_counts(repo, one_run, {"evaluation": {"eps_255": [1, 2, 4]}})
+    counts = rerun_counts(repo, one_run, ONE_RUN, {"evaluation": {"eps_255": [1, 2, 4]}})
     assert counts["evaluate_model"] == 1 and "train_model" not in counts
     assert "dataset_properties" not in counts and counts["grid_tables"] == 1
 
 
 def test_cluster_request_or_other_model_edit_does_not_retrain(repo, one_run):
-    counts = rerun_counts(repo, one_run, {"training": {"gpus": 1, "threads": 2, "resources": {
+    counts = rerun_counts(repo, one_run, ONE_RUN, {"training": {"gpus": 1, "threads": 2, "resources": {
         "resnet18": {"train_runtime_min": 99, "eval_runtime_min": 9, "mem_mb": 9999}}}})
     assert counts == {}, counts
-    counts = rerun_counts(repo, one_run, {"training": {"model_settings": {
+    counts = rerun_counts(repo, one_run, ONE_RUN, {"training": {"model_settings": {
         "resnet18": ONE_RUN["training"]["model_settings"]["resnet18"],
         "vgg13": {"learning_rate": 0.5, "batch_size": 3}}}})
     assert counts == {}, counts
 
 
 def test_training_edit_retrains(repo, one_run):
-    counts = rerun_counts(repo, one_run, {"training": {"max_epochs": 2}})
+    counts = rerun_counts(repo, one_run, ONE_RUN, {"training": {"max_epochs": 2}})
     assert counts["train_model"] == counts["evaluate_model"] == 1

@@ -3,6 +3,7 @@ profiles/slurm: submissions, grouping, the GPU request, and a cancelled training
 retried and resumes from its checkpoint. Skipped only where the cluster cannot start (not
 root, or slurm-wlm/munge not installed); .ci/run installs them."""
 
+import os
 import re
 import subprocess
 import sys
@@ -24,9 +25,10 @@ SMALL = {
     "evaluation": {"attacks": ["fgsm"], "pgd_steps": 1},
     "datasets": ["digits"],
 }
-# Site values of the test cluster, on top of profiles/slurm's placeholders; status via squeue
-# (no accounting database) and short polling so the test does not idle.
-SITE = ["--slurm-status-command", "squeue", "--slurm-no-account",
+# Site values of the test cluster, on top of profiles/slurm's placeholders: its node has
+# os.cpu_count() CPUs (tests/slurm/cluster.sh), so a group may not ask for the profile's 8 cores;
+# status via squeue (no accounting database) and short polling so the test does not idle.
+SITE = ["--cores", str(os.cpu_count()), "--slurm-status-command", "squeue", "--slurm-no-account",
         "--default-resources", "slurm_partition=debug", "runtime=10", "mem_mb=1000",
         "--set-resources", "train_model:slurm_partition=debug", "evaluate_model:slurm_partition=debug",
         "--slurm-init-seconds-before-status-checks", "1", "--seconds-between-status-checks", "2",
@@ -53,7 +55,10 @@ def snakemake_command(repo, workdir, config):
 
 
 def sbatch_calls(output):
-    return [line.split("--wrap")[0] for line in output.splitlines() if line.startswith("sbatch call:")]
+    """The sbatch command lines the plugin logged (without the wrapped command): a single job's
+    as "sbatch call: ...", an array's as "call with array: ..."."""
+    return [line.split("--wrap")[0] for line in output.splitlines()
+            if line.startswith(("sbatch call:", "call with array:"))]
 
 
 def test_small_grid_runs_as_grouped_slurm_jobs(repo, cluster, tmp_path):

@@ -41,6 +41,17 @@ def job_counts(output: str) -> dict[str, int]:
     return {row[0]: int(row[1]) for row in rows if len(row) == 2 and row[1].isdigit()}
 
 
+def rerun_counts(repo, workdir, config: dict, edit: dict) -> dict[str, int]:
+    """Jobs a dry-run in ``workdir`` would run after editing ``config`` (the config it ran
+    with) section by section with ``edit``."""
+    edited = yaml.safe_load(yaml.safe_dump(config))
+    for section, values in edit.items():
+        edited[section].update(values)
+    result = snakemake(repo, workdir, "-n", "--quiet", "rules", "--configfile",
+                       config_file(workdir, edited, "edited.yaml"))
+    return job_counts(result.stdout)
+
+
 def test_dry_run_of_the_default_config(repo, tmp_path):
     counts = job_counts(snakemake(repo, tmp_path, "-n", "--quiet", "rules").stdout)
     assert counts["prepare_dataset"] == 3  # one cache per dataset
@@ -144,11 +155,7 @@ def test_tiny_run_is_complete_and_resumable(repo, tiny_run):
 def test_attack_budget_edit_retrains_when_the_weights_were_temporary(repo, tiny_run):
     # README, "Partial reruns": with keep_models false (here) the weights are gone, so new
     # budgets retrain every run; tests/test_cluster_config.py checks keep_models true.
-    edited = yaml.safe_load(yaml.safe_dump(TINY))
-    edited["evaluation"]["eps_255"] = [1, 2]
-    result = snakemake(repo, tiny_run, "-n", "--quiet", "rules", "--configfile",
-                       config_file(tiny_run, edited, "edited.yaml"))
-    counts = job_counts(result.stdout)
+    counts = rerun_counts(repo, tiny_run, TINY, {"evaluation": {"eps_255": [1, 2]}})
     assert counts["train_model"] == counts["evaluate_model"] == 24, counts
     assert "make_split" not in counts and "dataset_properties" not in counts
 
