@@ -1,11 +1,14 @@
 """Cluster settings and partial reruns without a cluster: the paper grid's SLURM submissions
 (dry-run with profiles/slurm), config overrides, the rule graph, and what a config edit reruns."""
 
+import json
+import math
 import re
 
 import pytest
 import yaml
 
+from intrinsic.models import load_model
 from test_workflow import config_file, job_counts, rerun_counts, snakemake
 
 ONE_RUN = {
@@ -25,11 +28,13 @@ def test_paper_grid_submits_one_slurm_job_per_run_and_few_per_dataset(repo, tmp_
                        "--configfile", str(repo / "config/paper.yaml")).stdout
     groups = re.findall(r"Group job (\w+) \(", output)
     assert groups.count("run") == 6 * 11 * 6 * 5
-    assert groups.count("splits") == groups.count("properties") == 11  # 30 splits of a dataset each
+    assert groups.count("splits") == 11  # 30 splits of a dataset each
+    # 30 d_data jobs and 1 label_sharpness job per dataset, packed 30 to a submission
+    assert groups.count("properties") == math.ceil(11 * 31 / 30)
     single = re.findall(r"^rule (\w+):", output, flags=re.MULTILINE)  # ungrouped jobs
     assert single.count("prepare_dataset") == 11
-    # 2013 submissions; the 7 table/figure jobs are localrules.
-    assert len(groups) + single.count("prepare_dataset") == 2013
+    # 2014 submissions; the 7 table/figure jobs are localrules.
+    assert len(groups) + single.count("prepare_dataset") == 2014
 
 
 def test_paper_config_names_the_eleven_datasets_and_the_study_grid(repo):
@@ -97,3 +102,71 @@ def test_cluster_request_or_other_model_edit_does_not_retrain(repo, one_run):
 def test_training_edit_retrains(repo, one_run):
     counts = rerun_counts(repo, one_run, ONE_RUN, {"training": {"max_epochs": 2}})
     assert counts["train_model"] == counts["evaluate_model"] == 1
+
+
+def test_authors_code_overlay_dry_runs_with_the_paper_config(repo, tmp_path):
+    counts = job_counts(snakemake(repo, tmp_path, "-n", "--quiet", "rules", "--configfile",
+                                  str(repo / "config/paper.yaml"), str(repo / "config/authors_code.yaml")).stdout)
+    assert counts["train_model"] == counts["evaluate_model"] == 6 * 11 * 6 * 5
+    assert counts["prepare_dataset"] == 11
+
+
+def test_dataset_model_override_reruns_only_that_dataset_and_model(repo, one_run):
+    override = {"training": {"dataset_model_settings": {"digits": {"resnet18": {"learning_rate": 5e-4}}}}}
+    counts = rerun_counts(repo, one_run, ONE_RUN, override)
+    assert counts["train_model"] == counts["evaluate_model"] == 1 and "prepare_dataset" not in counts
+    # another dataset's override, another model's, or one equal to model_settings: nothing to rerun
+    for settings in ({"faces": {"resnet18": {"learning_rate": 5e-4}}},
+                     {"digits": {"vgg13": {"learning_rate": 5e-4, "batch_size": 3}}},
+                     {"digits": {"resnet18": {"learning_rate": 1e-3}}}):
+        counts = rerun_counts(repo, one_run, ONE_RUN, {"training": {"dataset_model_settings": settings}})
+        assert counts == {}, (settings, counts)
+
+
+def test_dataset_model_override_of_an_unknown_dataset_is_a_clear_error(repo, tmp_path):
+    result = snakemake(repo, tmp_path, "-n", "--configfile", config_file(tmp_path, {
+        "training": {"dataset_model_settings": {"svnh": {"vgg13": {"learning_rate": 1e-6}}}}}), check=False)
+    output = result.stdout + result.stderr
+    assert result.returncode != 0
+    assert "training.dataset_model_settings names datasets ['svnh']" in output
+
+
+def test_training_mode_edit_retrains_and_layer_edit_reevaluates(repo, one_run):
+    counts = rerun_counts(repo, one_run, ONE_RUN, {"training": {"mode": "fixed_epochs"}})
+    assert counts["train_model"] == counts["evaluate_model"] == 1
+    counts = rerun_counts(repo, one_run, ONE_RUN, {"evaluation": {"representation_layer": "last_conv_block"}})
+    assert counts["evaluate_model"] == 1 and "train_model" not in counts
+
+
+def test_dataset_channels_edit_reprepares_only_that_dataset(repo, one_run):
+    rgb_digits = {"digits": {"domain": "natural", "source": {"type": "sklearn_digits"}, "channels": 3}}
+    counts = rerun_counts(repo, one_run, {**ONE_RUN, "dataset_catalog": {}}, {"dataset_catalog": rgb_digits})
+    assert counts["prepare_dataset"] == 1 and counts["train_model"] == 1
+    # the catalog entry repeating image.channels, or a class_pairs edit, re-decodes nothing
+    grey_digits = {"digits": {**rgb_digits["digits"], "channels": 1}}
+    assert rerun_counts(repo, one_run, {**ONE_RUN, "dataset_catalog": {}}, {"dataset_catalog": grey_digits}) == {}
+    paired_digits = {"digits": {**grey_digits["digits"], "class_pairs": [["3", "8"]]}}
+    counts = rerun_counts(repo, one_run, {**ONE_RUN, "dataset_catalog": {}}, {"dataset_catalog": paired_digits})
+    assert "prepare_dataset" not in counts and counts["make_split"] == 1
+
+
+RGB_RUN = {
+    **ONE_RUN,
+    "training": {**ONE_RUN["training"],
+                 "dataset_model_settings": {"digits": {"resnet18": {"learning_rate": 5e-4, "batch_size": 4}}}},
+    "dataset_catalog": {"digits": {"domain": "natural", "source": {"type": "sklearn_digits"}, "channels": 3}},
+}
+
+
+def test_rgb_dataset_gets_an_rgb_cache_a_three_channel_model_and_its_override(repo, tmp_path):
+    run = "digits/resnet18/n20_seed0"
+    # the target before --configfile, which takes several files
+    snakemake(repo, tmp_path, "--cores", "2", f"results/runs/{run}/training.json",
+              "--configfile", config_file(tmp_path, RGB_RUN))
+    meta = json.loads((tmp_path / "results/cache/digits/meta.json").read_text())
+    assert meta["channels"] == 3 and meta["shape"][0] == 3
+    model, architecture = load_model(tmp_path / f"results/models/{run}.pt")
+    assert architecture["in_channels"] == 3 and model.conv1.in_channels == 3
+    settings = json.loads((tmp_path / f"results/runs/{run}/training.json").read_text())["settings"]
+    assert (settings["learning_rate"], settings["batch_size"]) == (5e-4, 4)  # the override, merged
+    assert settings["weight_decay"] == 1e-4  # the rest of `training` as configured

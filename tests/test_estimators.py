@@ -161,12 +161,13 @@ def test_label_sharpness_equals_brute_force():
     images = rng.integers(0, 256, size=(80, 1, 6, 6), dtype=np.uint8)
     y = np.repeat([0, 1], 40)
     # m >= n: every sample is used, so the brute force over all pairs is the reference.
-    assert label_sharpness(images, y, m=80, seed=0) == pytest.approx(
+    assert label_sharpness(images, y, m=80, seed=0)["k_f"] == pytest.approx(
         brute_force_sharpness(images.astype(np.float64) / 255, y), rel=1e-9
     )
     X = rng.random((50, 20))
     y_real = rng.random(50)  # graded labels: |y_j - y_k| varies by pair
-    assert label_sharpness(X, y_real, m=50, seed=0) == pytest.approx(brute_force_sharpness(X, y_real), rel=1e-9)
+    assert label_sharpness(X, y_real, m=50, seed=0)["k_f"] == pytest.approx(
+        brute_force_sharpness(X, y_real), rel=1e-9)
 
 
 def test_label_sharpness_uses_the_balanced_sample():
@@ -175,7 +176,9 @@ def test_label_sharpness_uses_the_balanced_sample():
     y = np.repeat([0, 1], [200, 100])
     index = balanced_sample(y, m=120, seed=3)
     assert np.bincount(y[index]).tolist() == [60, 60]
-    assert label_sharpness(X, y, m=120, seed=3) == pytest.approx(brute_force_sharpness(X[index], y[index]))
+    result = label_sharpness(X, y, m=120, seed=3)
+    assert result["k_f"] == pytest.approx(brute_force_sharpness(X[index], y[index]))
+    assert result["kf_samples"] == 120 and result["kf_zero_distance_pairs"] == 0
     assert np.array_equal(index, balanced_sample(y, m=120, seed=3))
 
 
@@ -185,14 +188,77 @@ def test_label_sharpness_of_a_known_margin():
     right = np.linspace(1.25, 3, 50)
     X = np.concatenate([left, right])[:, None]
     y = np.repeat([0, 1], 50)
-    assert label_sharpness(X, y, m=100) == pytest.approx(1 / 0.25)
+    assert label_sharpness(X, y, m=100)["k_f"] == pytest.approx(1 / 0.25)
 
 
-def test_identical_images_with_different_labels_are_infinitely_sharp():
-    X = np.array([[0.0, 1.0], [0.0, 1.0], [1.0, 0.0], [0.5, 0.5]])
-    assert label_sharpness(X, np.array([0, 1, 1, 0]), m=4) == float("inf")
+def test_identical_images_with_different_labels_are_left_out_and_counted():
+    """Zero-distance pairs with different labels never give inf: they are excluded (as in the
+    authors' code) and counted; the maximum is over the remaining pairs."""
+    X = np.array([[0.0, 1.0], [0.0, 1.0], [1.0, 0.0], [0.5, 0.5], [0.5, 0.5]])
+    y = np.array([0, 1, 1, 0, 1])
+    result = label_sharpness(X, y, m=10)
+    # Pairs (0, 1) and (3, 4) are identical with different labels; the sample drops the
+    # rarer class's extra point, so count on the sample itself.
+    index = balanced_sample(y, 10, 0)
+    Xs, ys = X[index], y[index]
+    zero = sum(1 for j in range(len(Xs)) for k in range(j + 1, len(Xs))
+               if ys[j] != ys[k] and np.array_equal(Xs[j], Xs[k]))
+    assert zero >= 1 and result["kf_zero_distance_pairs"] == zero
+    expected = max(1 / np.linalg.norm(Xs[j] - Xs[k]) for j in range(len(Xs)) for k in range(len(Xs))
+                   if ys[j] != ys[k] and not np.array_equal(Xs[j], Xs[k]))
+    assert np.isfinite(result["k_f"]) and result["k_f"] == pytest.approx(expected)
+    # uint8 images: the same through the exact float64 recomputation.
+    distinct = np.repeat(np.arange(0, 150, 10, dtype=np.uint8), 4).reshape(15, 1, 2, 2)
+    images = np.concatenate([distinct[:10], distinct[:5], distinct[10:]])  # 5 copies, other label
+    labels = np.repeat([0, 1], 10)
+    record = label_sharpness(images, labels, m=50, seed=1)  # all 20 are sampled
+    assert record["kf_zero_distance_pairs"] == 5 and np.isfinite(record["k_f"])
+
+
+def test_only_identical_pairs_give_nan_not_inf():
+    X = np.array([[0.0, 1.0], [0.0, 1.0]])
+    result = label_sharpness(X, np.array([0, 1]), m=2)
+    assert np.isnan(result["k_f"]) and result["kf_zero_distance_pairs"] == 1
 
 
 def test_label_sharpness_needs_two_classes():
     with pytest.raises(ValueError, match="at least 2 classes"):
         label_sharpness(np.zeros((4, 2)), np.zeros(4))
+
+
+# Four points on a line, x = 0, 1, 3, 7, k = 3 (every point's 3 neighbours are the others):
+#   x=0: T = 1, 3, 7 -> log(7/1) + log(7/3) = log(49/3)
+#   x=1: T = 1, 2, 6 -> log(6/1) + log(6/2) = log(18)
+#   x=3: T = 2, 3, 4 -> log(4/2) + log(4/3) = log(8/3)
+#   x=7: T = 4, 6, 7 -> log(7/4) + log(7/6) = log(49/24)
+# Sum over points: log(49/3 * 18 * 8/3 * 49/24) = log(4802/3).
+# "k-1" (the papers' printed formula): d = [sum / (n (k-1))]^-1 = 4 * 2 / log(4802/3) = 1.0843
+# "k-2" (Pope et al.'s code):          d = [sum / (n (k-2))]^-1 = 4 * 1 / log(4802/3) = 0.5421
+LINE_POINTS = np.array([[0.0], [1.0], [3.0], [7.0]])
+LINE_SUM_OF_LOGS = np.log(4802 / 3)
+
+
+@pytest.mark.parametrize(("denominator", "expected"), [("k-1", 8 / LINE_SUM_OF_LOGS), ("k-2", 4 / LINE_SUM_OF_LOGS)])
+def test_mle_denominator_conventions_by_hand(denominator, expected):
+    distances = np.array([[1.0, 3.0, 7.0], [1.0, 2.0, 6.0], [2.0, 3.0, 4.0], [4.0, 6.0, 7.0]])
+    assert mle_from_distances(distances, k=3, denominator=denominator) == pytest.approx(expected, rel=1e-12)
+    # The same through the distance computation, from the points themselves.
+    assert mle_id(LINE_POINTS, k=3, denominator=denominator) == pytest.approx(expected, rel=1e-6)
+    ours = intrinsic_dimension(LINE_POINTS, k=3, mle_denominator=denominator)
+    assert ours["d_mle"] == pytest.approx(expected, rel=1e-6)
+
+
+def test_mle_default_is_the_printed_k_minus_1_formula_and_k_minus_2_scales_it():
+    rng = np.random.default_rng(4)
+    distances = np.sort(rng.random((50, 20)) + 0.01, axis=1)
+    assert mle_from_distances(distances, k=20) == mle_from_distances(distances, k=20, denominator="k-1")
+    ratio = mle_from_distances(distances, k=20, denominator="k-2") / mle_from_distances(distances, k=20)
+    assert ratio == pytest.approx(18 / 19, rel=1e-12)
+
+
+def test_mle_denominator_is_validated():
+    distances = np.array([[1.0, 2.0, 4.0]])
+    with pytest.raises(ValueError, match="denominator must be one of"):
+        mle_from_distances(distances, k=3, denominator="k")
+    with pytest.raises(ValueError, match="needs k >= 3"):
+        mle_from_distances(distances, k=2, denominator="k-2")

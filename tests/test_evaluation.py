@@ -17,7 +17,7 @@ from intrinsic.evaluation import (
     pgd,
     representation_dimension,
 )
-from intrinsic.models import final_linear
+from intrinsic.models import REPRESENTATION_LAYERS, build_model, final_linear, representations
 
 SHAPE = (1, 3, 3)  # (C, H, W) of the toy images
 FEATURES = 9
@@ -265,3 +265,66 @@ def test_representation_dimension_recovers_known_dimension(d):
     direct = intrinsic_dimension(feats, k=20)
     assert result["d_repr_mle"] == pytest.approx(direct["d_mle"], rel=1e-6)
     assert result["d_repr_twonn"] == pytest.approx(direct["d_twonn"], rel=1e-6)
+
+
+def layer_outputs(model: nn.Module, module: nn.Module, x: torch.Tensor) -> torch.Tensor:
+    """What a plain forward hook on ``module`` sees as its output (a copy: VGG's ReLUs are in-place)."""
+    seen = []
+    handle = module.register_forward_hook(lambda _m, _i, out: seen.append(out.detach().clone()))
+    with torch.no_grad():
+        model.eval()(x)
+    handle.remove()
+    return seen[0]
+
+
+def test_representation_layers_of_a_resnet():
+    torch.manual_seed(0)
+    model = build_model("resnet18", 1, 2)
+    x = torch.rand(4, 1, 64, 64)  # layer4's map is 2 x 2, so pooled and unpooled differ
+    block = layer_outputs(model, model.layer4, x)
+    assert block.shape == (4, 512, 2, 2)
+    pooled = representations(model, x, layer="final_linear_input")
+    unpooled = representations(model, x, layer="last_conv_block")
+    assert pooled.shape == (4, 512) and unpooled.shape == (4, 512 * 2 * 2)
+    assert torch.equal(unpooled, block.flatten(1))
+    torch.testing.assert_close(pooled, block.mean(dim=(2, 3)))  # global average pooling
+    # the released code's "penultimate" layer of a ResNet is layer4's output
+    assert torch.equal(representations(model, x, layer="authors_penultimate"), unpooled)
+
+
+def test_representation_layers_of_a_vgg():
+    torch.manual_seed(0)
+    model = build_model("vgg13", 1, 2, vgg_pool_size=1)
+    x = torch.rand(4, 1, 64, 64)  # the feature map is 512 x 2 x 2
+    features = layer_outputs(model, model.features, x)
+    hidden = layer_outputs(model, model.classifier[3], x)  # second hidden linear layer, pre-ReLU
+    conv = representations(model, x, layer="last_conv_block")
+    authors = representations(model, x, layer="authors_penultimate")
+    final = representations(model, x, layer="final_linear_input")
+    assert conv.shape == (4, 512 * 2 * 2) and torch.equal(conv, features.flatten(1))
+    assert authors.shape == final.shape == (4, 4096)
+    # pre-ReLU: the capture was not overwritten by the in-place ReLU that follows
+    assert torch.equal(authors, hidden) and (authors < 0).any()
+    torch.testing.assert_close(final, torch.relu(hidden))  # the final layer's input is post-ReLU
+
+
+def test_representation_layer_choices_are_checked():
+    assert REPRESENTATION_LAYERS == ("final_linear_input", "last_conv_block", "authors_penultimate")
+    model = build_model("resnet18", 1, 2)
+    with pytest.raises(ValueError, match="unknown representation layer 'penultimate'"):
+        representations(model, torch.rand(2, 1, 32, 32), layer="penultimate")
+    toy = LowRankFeatures(4, 8, seed=0)  # neither a ResNet nor a VGG
+    with pytest.raises(TypeError, match="needs a torchvision ResNet or VGG"):
+        representations(toy, torch.rand(2, 1, 2, 2), layer="last_conv_block")
+
+
+def test_representation_dimension_measures_the_chosen_layer():
+    torch.manual_seed(0)
+    model = build_model("resnet18", 1, 2)
+    x = torch.rand(30, 1, 64, 64)
+    result = representation_dimension(model, x, k=10, batch_size=16, layer="last_conv_block")
+    direct = intrinsic_dimension(representations(model, x, layer="last_conv_block"), k=10)
+    assert result["d_repr_mle"] == pytest.approx(direct["d_mle"], rel=1e-6)
+    assert result["d_repr_twonn"] == pytest.approx(direct["d_twonn"], rel=1e-6)
+    pooled = representation_dimension(model, x, k=10, batch_size=16)
+    assert pooled["d_repr_mle"] != result["d_repr_mle"]

@@ -8,7 +8,11 @@ import pytest
 from scipy import stats
 
 from intrinsic.analysis import sharpness_correlations
-from intrinsic.figures import figure_generalization, figure_repr_vs_data, figure_sharpness_robustness
+from intrinsic.figures import (
+    DOMAIN_PALETTE, _palette, figure_generalization, figure_repr_vs_data, figure_sharpness_robustness,
+    inverse_d_curve, inverse_d_guide,
+)
+from test_analysis import R_ABCD, sharpness_attacks
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 
@@ -102,7 +106,8 @@ def test_single_seed_one_model_one_domain(tmp_path):
 
 
 def repr_table():
-    """8 (model, dataset, N) points, two seeds each; exactly 3 have mean d_repr <= mean d_data."""
+    """8 (model, dataset, N) points, two seeds each; by MLE exactly 3 have mean d_repr <= mean
+    d_data, by TwoNN (d_twonn = MLE's d_data + 100) all 8."""
     rows = []
     # (model, dataset, domain, N) -> (mean d_data, mean d_repr); one point sits on y = x
     points = {
@@ -118,7 +123,8 @@ def repr_table():
     for (model, dataset, domain, n_train), (d_data, d_repr) in points.items():
         for seed, sign in ((0, -1), (1, 1)):
             rows.append({"model": model, "dataset": dataset, "domain": domain, "n_train": n_train,
-                         "seed": seed, "d_mle": d_data + 0.5 * sign, "d_repr_twonn": d_repr + 0.25 * sign,
+                         "seed": seed, "d_mle": d_data + 0.5 * sign, "d_repr_mle": d_repr + 0.25 * sign,
+                         "d_twonn": d_data + 100.0, "d_repr_twonn": d_repr + 0.25 * sign,
                          "test_loss": 1.0, "k_f": np.inf if dataset == "xray" else 1.0})
     return pd.DataFrame(rows)
 
@@ -128,86 +134,103 @@ def test_repr_vs_data_fraction(tmp_path):
     summary, fraction = figure_repr_vs_data(repr_table(), png, pdf)
     assert_written(png, pdf)
     assert len(summary) == 8 and fraction == 0.375
+    assert set(summary["x"]) == {"d_mle"} and set(summary["y"]) == {"d_repr_mle"}  # one estimator
     assert int(summary["repr_le_data"].sum()) == 3
     row = summary.set_index(["model", "dataset", "n_train"]).loc[("vgg13", "xray", 100)]
     assert (row["x_mean"], row["y_mean"]) == pytest.approx((6.0, 2.0))
     half = stats.t.ppf(0.975, 1) * stats.sem([1.75, 2.25])
     assert [row["y_ci_low"], row["y_ci_high"]] == pytest.approx([2.0 - half, 2.0 + half])
+    twonn, fraction = figure_repr_vs_data(repr_table(), tmp_path / "t.png", tmp_path / "t.pdf", estimator="twonn")
+    assert set(twonn["x"]) == {"d_twonn"} and set(twonn["y"]) == {"d_repr_twonn"} and fraction == 1.0
+    assert twonn.set_index(["model", "dataset", "n_train"]).loc[("vgg13", "xray", 100), "x_mean"] == 106.0
+    with pytest.raises(ValueError, match="estimator must be one of"):
+        figure_repr_vs_data(repr_table(), png, pdf, estimator="pca")
 
 
-# dataset -> (domain, K_F): five finite datasets and one with an infinite K_F (duplicate images)
-SHARP = {"a": ("natural", 0.1), "b": ("natural", 0.3), "c": ("medical", 0.8), "d": ("medical", 1.5),
-         "e": ("synthetic", 0.6), "dupes": ("medical", np.inf)}
-ATTACK_SIZES = (100, 400)
-EPS_255 = (1, 2, 4, 8)
-RNG_NOISE = {(name, n): 0.3 * math.sin(3 * i + j + 1) for i, name in enumerate(SHARP)
-             for j, n in enumerate(ATTACK_SIZES)}
+def test_guide_is_log_y_linear_in_inverse_d():
+    d = np.array([2.0, 4.0, 8.0, 16.0])
+    assert inverse_d_guide(d, np.exp(0.5 + 3.0 / d)) == pytest.approx((0.5, 3.0), abs=1e-12)
+    assert inverse_d_guide(d, 0.9 - 2.0 / d, log_y=False) == pytest.approx((0.9, -2.0), abs=1e-12)
+    assert inverse_d_curve(d, 0.5, 3.0) == pytest.approx(np.exp(0.5 + 3.0 / d))
+    assert inverse_d_curve(d, 0.9, -2.0, log_y=False) == pytest.approx(0.9 - 2.0 / d)
+    with pytest.raises(ValueError, match="distinct d"):
+        inverse_d_guide([4.0, 4.0], [1.0, 2.0])
+    with pytest.raises(ValueError, match="positive"):
+        inverse_d_guide([0.0, 4.0], [1.0, 2.0])
+    with pytest.raises(ValueError, match="positive"):
+        inverse_d_guide([2.0, 4.0], [-1.0, 2.0])
 
 
-def attacks_table(models=("vgg13", "resnet18"), seeds=(0, 1)):
+def test_generalization_guides_recover_the_law_per_domain(tmp_path):
+    # Per domain, the means over seeds lie exactly on log L = c0 + c1 / d and accuracy = a0 + a1 / d.
+    law = {"natural": (0.5, 3.0, 0.95, -1.2), "medical": (-1.0, 8.0, 0.9, -2.4)}
     rows = []
-    for model in models:
-        for attack, slope in (("fgsm", 2.0), ("pgd", -1.0)):
-            for e in EPS_255:
-                for dataset, (domain, k_f) in SHARP.items():
-                    for n_train in ATTACK_SIZES:
-                        for seed in seeds:
-                            shift = 0.05 * (2 * seed - 1) if len(seeds) > 1 else 0.0  # cancels in the mean
-                            penalty = slope * k_f * e + RNG_NOISE[(dataset, n_train)] + shift
-                            rows.append({
-                                "dataset": dataset, "domain": domain, "model": model, "n_train": n_train,
-                                "seed": seed, "attack": attack, "eps": e / 255, "eps_255": e,
-                                "clean_loss": 0.5, "attacked_loss": 0.5 + penalty, "loss_penalty": penalty,
-                                "clean_accuracy": 0.9, "attacked_accuracy": 0.5, "accuracy_penalty": 0.4,
-                                "d_mle": 10.0, "d_twonn": 10.0, "k_f": k_f,
-                            })
-    return pd.DataFrame(rows)
+    for domain, (c0, c1, a0, a1) in law.items():
+        for i, d in enumerate((4.0, 8.0, 16.0)):
+            for seed, shift in ((0, -0.01), (1, 0.01)):  # cancels in the mean over seeds
+                rows.append({"model": "resnet18", "dataset": f"{domain}{i}", "domain": domain, "n_train": 100,
+                             "seed": seed, "d_mle": d, "test_loss": math.exp(c0 + c1 / d) + shift,
+                             "test_accuracy": a0 + a1 / d + shift})
+    runs = pd.DataFrame(rows)
+    loss = figure_generalization(runs, tmp_path / "l.png", tmp_path / "l.pdf").attrs["guides"].set_index("domain")
+    accuracy = figure_generalization(runs, tmp_path / "a.png", tmp_path / "a.pdf", y="test_accuracy",
+                                     log_y=False).attrs["guides"].set_index("domain")
+    for domain, (c0, c1, a0, a1) in law.items():
+        assert (loss.loc[domain, "c0"], loss.loc[domain, "c1"]) == pytest.approx((c0, c1), abs=1e-9)
+        assert (accuracy.loc[domain, "c0"], accuracy.loc[domain, "c1"]) == pytest.approx((a0, a1), abs=1e-9)
+        assert loss.loc[domain, "n_points"] == 3
 
 
-def expected_r(slope, e):
-    names = [n for n, (_, k) in SHARP.items() if np.isfinite(k)]
-    k = np.array([SHARP[n][1] for n in names])
-    rs = [np.corrcoef(k, slope * k * e + np.array([RNG_NOISE[(n, size)] for n in names]))[0, 1]
-          for size in ATTACK_SIZES]
-    return float(np.mean(rs))
+T_975_1 = 12.706204736174698  # Student t quantile, 0.975, 1 dof: the interval over two N
 
 
-def test_sharpness_r_is_table_1_r(tmp_path):
-    attacks = attacks_table()
+def test_fig3_points_are_dataset_means_with_a_ci_over_n(tmp_path):
+    attacks = sharpness_attacks(datasets=("A", "B", "C", "D"))
     png, pdf = tmp_path / "f.png", tmp_path / "f.pdf"
     panels = figure_sharpness_robustness(attacks, png, pdf)
     assert_written(png, pdf)
-    assert len(panels) == 2 * 4 and set(panels["attack"]) == {"fgsm"}
-    n_inf = int((~np.isfinite(attacks.loc[attacks["attack"] == "fgsm", "k_f"])).sum())
-    assert n_inf == 2 * 4 * 2 * 2 and (panels["n_dropped_nonfinite"] == n_inf).all()
-    assert (panels["n_datasets"] == 5).all() and (panels["n_points"] == 5 * 2).all()
-    table_1 = sharpness_correlations(attacks[np.isfinite(attacks["k_f"])]).set_index(["model", "attack", "eps"])
-    for row in panels.itertuples():
-        assert row.eps == pytest.approx(row.eps_255 / 255)
-        assert row.r == pytest.approx(expected_r(2.0, row.eps_255), abs=1e-12)
-        assert row.r == pytest.approx(table_1.loc[(row.model, "fgsm", row.eps), "r"], abs=1e-12)
-    points = panels.attrs["points"]
-    assert "dupes" not in set(points["dataset"])
-    point = points.set_index(["model", "eps", "dataset", "n_train"]).loc[("resnet18", 4 / 255, "c", 400)]
-    assert point["loss_penalty"] == pytest.approx(2.0 * 0.8 * 4 + RNG_NOISE[("c", 400)])
-    assert point["loss_penalty_ci_high"] - point["loss_penalty"] == pytest.approx(
-        stats.t.ppf(0.975, 1) * stats.sem([-0.05, 0.05]))
-
-    pgd = figure_sharpness_robustness(attacks, tmp_path / "p.png", tmp_path / "p.pdf", attack="pgd")
-    assert (pgd["attack"] == "pgd").all()
-    for row in pgd.itertuples():
-        assert row.r == pytest.approx(expected_r(-1.0, row.eps_255), abs=1e-12) and row.r < 0
+    assert list(panels["model"]) == ["resnet18", "vgg13"] and (panels["eps_255"] == 2).all()
+    assert panels.attrs["eps_note"] == "" and (panels["n_dropped_nonfinite"] == 2 * 2).all()
+    resnet = panels.set_index("model").loc["resnet18"]
+    assert resnet["r"] == pytest.approx(R_ABCD, abs=1e-12) and resnet["n_datasets"] == 4
+    table_1 = sharpness_correlations(attacks, ["model", "attack", "eps_255"]).set_index(["model", "eps_255"])
+    assert resnet["r"] == table_1.loc[("resnet18", 2), "r"]  # the title's r is Table 1's
+    points = panels.attrs["points"].set_index(["model", "dataset"])
+    assert set(points.loc["resnet18"].index) == {"A", "B", "C", "D"}
+    # A: per-N means 0.5 and 1.5 -> 1 +- t * 0.5; D: 4 and 8 -> 6 +- t * 2 (not the row mean 16/3).
+    for dataset, mean, half in (("A", 1.0, 0.5), ("D", 6.0, 2.0)):
+        row = points.loc[("resnet18", dataset)]
+        assert row["loss_penalty"] == pytest.approx(mean)
+        assert (row["loss_penalty_ci_low"], row["loss_penalty_ci_high"]) == pytest.approx(
+            (mean - T_975_1 * half, mean + T_975_1 * half))
+        assert row["k_f_255_ci_low"] == row["k_f_255"] == row["k_f_255_ci_high"]
 
 
-def test_sharpness_single_seed_one_model(tmp_path):
-    attacks = attacks_table(models=("resnet18",), seeds=(0,))
-    attacks = attacks[attacks["eps_255"] == 2]
-    panels = figure_sharpness_robustness(attacks, tmp_path / "f.png", tmp_path / "f.pdf")
-    assert len(panels) == 1 and panels["r"].iloc[0] == pytest.approx(expected_r(2.0, 2), abs=1e-12)
-    points = panels.attrs["points"]
-    assert (points["loss_penalty_ci_low"] == points["loss_penalty"]).all()
-    with pytest.raises(ValueError, match="no rows for attack 'cw'"):
-        figure_sharpness_robustness(attacks, tmp_path / "g.png", tmp_path / "g.pdf", attack="cw")
+def test_fig3_budget_fallback_all_budgets_and_accuracy(tmp_path):
+    attacks = sharpness_attacks(eps_255=(1, 8))
+    panels = figure_sharpness_robustness(attacks, tmp_path / "f.png", tmp_path / "f.pdf", eps_255=2)
+    assert (panels["eps_255"] == 1).all()  # 2/255 was not run: the smallest budget, said so
+    assert "2/255 is not among" in panels.attrs["eps_note"] and "1/255" in panels.attrs["eps_note"]
+    every = figure_sharpness_robustness(attacks, tmp_path / "a.png", tmp_path / "a.pdf", eps_255=None)
+    assert_written(tmp_path / "a.png", tmp_path / "a.pdf")
+    assert sorted(zip(every["model"], every["eps_255"])) == [
+        ("resnet18", 1), ("resnet18", 8), ("vgg13", 1), ("vgg13", 8)]
+    assert every.attrs["eps_note"] == ""
+    accuracy = figure_sharpness_robustness(attacks[attacks["dataset"].isin(list("ABCD"))], tmp_path / "c.png",
+                                           tmp_path / "c.pdf", eps_255=8, y="accuracy_penalty")
+    assert accuracy.set_index("model").loc["resnet18", "r"] == pytest.approx(-R_ABCD, abs=1e-12)
+    # three free-text domains (dermatology is no known one) each get a colour
+    assert set(figure_sharpness_robustness(attacks, tmp_path / "d.png", tmp_path / "d.pdf", eps_255=8)
+               .attrs["points"]["domain"]) == {"natural", "medical", "dermatology"}
+    with pytest.raises(ValueError, match="no rows for attack 'pgd'"):
+        figure_sharpness_robustness(attacks, tmp_path / "g.png", tmp_path / "g.pdf", attack="pgd")
+
+
+def test_free_text_domains_get_distinct_colours():
+    domains = ["natural", "medical", "synthetic", "dermatology", "cardiology"] + [f"domain{i}" for i in range(20)]
+    palette = _palette(domains)
+    assert palette["natural"] == DOMAIN_PALETTE["natural"] and palette["medical"] == DOMAIN_PALETTE["medical"]
+    assert len(set(palette.values())) == len(domains) and all(palette.values())
 
 
 def test_missing_columns_are_named(tmp_path):
@@ -216,10 +239,16 @@ def test_missing_columns_are_named(tmp_path):
         figure_generalization(runs_table().drop(columns="d_mle"), png, pdf)
     with pytest.raises(ValueError, match="test_accuracy"):
         figure_generalization(runs_table().drop(columns="test_accuracy"), png, pdf, y="test_accuracy")
-    with pytest.raises(ValueError, match="d_repr_twonn"):
-        figure_repr_vs_data(repr_table().drop(columns="d_repr_twonn"), png, pdf)
+    with pytest.raises(ValueError, match="d_repr_mle"):
+        figure_repr_vs_data(repr_table().drop(columns="d_repr_mle"), png, pdf)
+    with pytest.raises(ValueError, match="d_twonn"):
+        figure_repr_vs_data(repr_table().drop(columns="d_twonn"), png, pdf, estimator="twonn")
     with pytest.raises(ValueError, match="loss_penalty"):
-        figure_sharpness_robustness(attacks_table().drop(columns="loss_penalty"), png, pdf)
-    with pytest.raises(ValueError, match="k_f"):
-        figure_sharpness_robustness(attacks_table().drop(columns="k_f"), png, pdf)
+        figure_sharpness_robustness(sharpness_attacks().drop(columns="loss_penalty"), png, pdf)
+    with pytest.raises(ValueError, match="k_f_255"):
+        figure_sharpness_robustness(sharpness_attacks().drop(columns="k_f_255"), png, pdf)
+    with pytest.raises(ValueError, match="eps_255"):
+        figure_sharpness_robustness(sharpness_attacks().assign(eps_255="two"), png, pdf)
+    with pytest.raises(ValueError, match="loss_penalty"):
+        figure_sharpness_robustness(sharpness_attacks().assign(loss_penalty="high"), png, pdf)
     assert not png.exists()

@@ -16,7 +16,7 @@ from intrinsic.splits import make_split
 from intrinsic.tables import grid_tables
 
 TRAINING = {
-    "max_epochs": 2, "fit_threshold": 1.0, "fit_patience": 1, "weight_decay": 1e-4, "bf16": True,
+    "max_epochs": 2, "mode": "until_fit", "fit_threshold": 1.0, "fit_patience": 1, "weight_decay": 1e-4, "bf16": True,
     "vgg_pool_size": 7, "device": "cpu",
     "model_settings": {name: {"learning_rate": 1e-3, "batch_size": 8} for name in ARCHITECTURES},
 }
@@ -67,6 +67,7 @@ def test_every_model_of_the_study_runs_the_grid_path(tmp_path, dataset, model):
         assert 0.0 <= run[column] <= 1.0
     assert run["test_loss"] > 0 and run["jacobian_norm"] >= 0
     assert run["d_repr_twonn"] > 0 and run["d_repr_mle"] > 0
+    assert run["training_mode"] == "until_fit" and run["representation_layer"] == "final_linear_input"
     attacks = evaluated["attacks"]
     assert [(a["attack"], a["eps_255"]) for a in attacks] == [("fgsm", 2), ("fgsm", 8), ("pgd", 2), ("pgd", 8)]
     for row in attacks:
@@ -87,6 +88,18 @@ def test_a_model_that_fits_reports_full_training_accuracy(tmp_path, dataset):
     # the square is easy: the test set is classified too, and attacks cost loss
     assert evaluated["run"]["test_accuracy"] >= 0.9
     assert all(row["loss_penalty"] > 0 for row in evaluated["attacks"])
+
+
+def test_fixed_epochs_and_representation_layer_reach_the_run_record(tmp_path, dataset):
+    training = {**TRAINING, "mode": "fixed_epochs", "max_epochs": 3}
+    _, config, trained, evaluated = run_once(tmp_path, dataset, "resnet18", training, attacks=["fgsm"],
+                                             representation_layer="last_conv_block")
+    assert config.mode == "fixed_epochs" and trained["settings"]["mode"] == "fixed_epochs"
+    assert trained["epochs"] == len(trained["history"]) == 3  # the squares fit in 1-2 epochs
+    run = evaluated["run"]
+    assert run["training_mode"] == "fixed_epochs" and run["epochs"] == 3
+    assert run["fitted"] == (trained["history"][-1]["train_accuracy"] >= 1.0)
+    assert run["representation_layer"] == "last_conv_block" and run["d_repr_twonn"] > 0
 
 
 def test_rerun_is_deterministic_on_cpu(tmp_path, dataset):
@@ -122,6 +135,8 @@ def test_train_settings_come_from_the_config():
     config = train_settings("vgg16", {**TRAINING, "model_settings": {"vgg16": {"learning_rate": 2e-5, "batch_size": 6}}},
                             seed=3, device="auto")
     assert (config.learning_rate, config.batch_size, config.seed) == (2e-5, 6, 3)
+    assert config.mode == "until_fit"
+    assert train_settings("vgg16", {**TRAINING, "mode": "fixed_epochs"}, seed=3, device="cpu").mode == "fixed_epochs"
     assert config.device == resolve_device("auto") == ("cuda" if torch.cuda.is_available() else "cpu")
     with pytest.raises(KeyError):
         train_settings("resnet50", {**TRAINING, "model_settings": {}}, seed=0, device="cpu")
@@ -133,8 +148,9 @@ def test_checkpoint_name_tracks_the_settings_that_change_results(tmp_path):
     other_seed = train_settings("resnet18", TRAINING, seed=1, device="cpu")
     other_lr = train_settings("resnet18", {**TRAINING, "model_settings": {"resnet18": {"learning_rate": 1e-4, "batch_size": 8}}},
                               seed=0, device="cpu")
+    other_mode = train_settings("resnet18", {**TRAINING, "mode": "fixed_epochs"}, seed=0, device="cpu")
     assert checkpoint_path(tmp_path, base) == checkpoint_path(tmp_path, same)
-    assert len({checkpoint_path(tmp_path, c) for c in (base, other_seed, other_lr)}) == 3
+    assert len({checkpoint_path(tmp_path, c) for c in (base, other_seed, other_lr, other_mode)}) == 4
 
 
 # ------------------------------------------------------------------------------ tidy tables
@@ -149,7 +165,8 @@ def evaluation_record(dataset, model, n_train, seed, test_loss):
 
 def properties_table():
     rows = [{"dataset": d, "n_train": n, "seed": s, "classes": "a vs b", "d_mle": d_mle, "d_twonn": d_mle + 1,
-             "k_f": k_f, "d_true": np.nan, "domain": "natural"}
+             "k_f": k_f, "k_f_255": k_f / 255, "kf_zero_distance_pairs": 0, "d_true": np.nan,
+             "domain": "natural"}
             for d, d_mle, k_f in (("digits", 10.0, 2.0), ("faces", 20.0, 5.0))
             for n in (50, 100) for s in (0, 1)]
     return pd.DataFrame(rows)

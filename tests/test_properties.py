@@ -4,9 +4,9 @@ import numpy as np
 import pytest
 
 from intrinsic.cache import RawDataset, load_cache, write_cache
-from intrinsic.estimators import intrinsic_dimension, label_sharpness
-from intrinsic.properties import split_properties
-from intrinsic.splits import make_split
+from intrinsic.estimators import intrinsic_dimension
+from intrinsic.properties import dataset_sharpness, split_properties
+from intrinsic.splits import class_pair_order, make_split
 
 
 @pytest.fixture(scope="module")
@@ -27,7 +27,7 @@ def two_parameter_cache(tmp_path_factory):
 def test_split_properties_record(two_parameter_cache):
     cache = two_parameter_cache
     split = make_split("blobs", cache.labels, cache.groups, cache.classes, 400, 100, seed=3)
-    record = split_properties(cache, split, seed=3, knn_k=20, sharpness_samples=200)
+    record = split_properties(cache, split, seed=3, knn_k=20)
     assert record["dataset"] == "blobs" and record["domain"] == "synthetic"
     assert (record["n_train"], record["n_test"], record["seed"]) == (400, 100, 3)
     assert record["classes"] == "left vs right" and record["d_true"] == 2
@@ -35,8 +35,79 @@ def test_split_properties_record(two_parameter_cache):
     assert record["d_mle"] == pytest.approx(2, rel=0.15)
     assert record["d_twonn"] == pytest.approx(2, rel=0.15)
     # The record is exactly what the estimators give on the training images in index order.
-    order = np.argsort(split.train_idx)
     train = cache.images[np.sort(split.train_idx)]
     assert record["d_mle"] == intrinsic_dimension(train)["d_mle"]
-    assert record["k_f"] == label_sharpness(train, split.train_y[order], m=200, seed=3)
-    assert record["sharpness_samples"] == 200
+    assert "k_f" not in record  # a property of the class pair, not of the split
+
+
+def brute_force_sharpness(X, y):
+    X = X.reshape(len(X), -1).astype(np.float64) / 255
+    return max(1 / np.linalg.norm(X[j] - X[k]) for j in range(len(X)) for k in range(len(X)) if y[j] != y[k])
+
+
+@pytest.fixture(scope="module")
+def four_class_cache(tmp_path_factory):
+    rng = np.random.default_rng(1)
+    images = list(rng.random((160, 6, 6)))
+    raw = RawDataset("quad", images, np.repeat(np.arange(4), 40), np.arange(160), list("abcd"))
+    folder = tmp_path_factory.mktemp("quad")
+    write_cache(folder, raw, size=6, channels=1, domain="natural")
+    return load_cache(folder)
+
+
+def test_k_f_is_a_property_of_the_class_pair(four_class_cache):
+    """K_F of a pair: M class-balanced images of the whole dataset's pair (not a split), the same
+    whatever the seeds or N, and equal to the brute force over its sample."""
+    cache = four_class_cache
+    records = dataset_sharpness(cache, seeds=[0, 1, 2], pairings=4, samples=1000)
+    order = class_pair_order("quad", cache.classes, cache.labels)
+    assert [r["pair_index"] for r in records] == [0, 1, 2, 3]  # seeds use pairs 0..2, Fig. 1 pairs 0..3
+    assert [r["fig1"] for r in records] == [True] * 4
+    assert [r["seeds"] for r in records] == ["0", "1", "2", ""]
+    for record, pair in zip(records, order):
+        assert record["classes"] == f"{cache.classes[pair[0]]} vs {cache.classes[pair[1]]}"
+        pool = np.flatnonzero(np.isin(cache.labels, pair))
+        assert record["kf_samples"] == record["n_pool"] == 80  # M = 1000 > pool: all of it
+        expected = brute_force_sharpness(np.asarray(cache.images[pool]), cache.labels[pool])
+        assert record["k_f"] == pytest.approx(expected, rel=1e-9)
+        assert record["k_f_255"] == pytest.approx(record["k_f"] / 255)
+    # Other seeds (and any N) see the same value for the same pair; each seed its own pair.
+    again = dataset_sharpness(cache, seeds=[9, 1], pairings=1, samples=1000)  # 9 mod 6 = 3
+    assert [r["pair_index"] for r in again] == [0, 1, 3]
+    assert [r["seeds"] for r in again] == ["", "1", "9"]
+    assert [r["k_f"] for r in again] == [records[i]["k_f"] for i in (0, 1, 3)]
+    # Seeds share a pair only once the 6 pairs are used up.
+    pairs = {make_split("quad", cache.labels, cache.groups, cache.classes, 10, 10, s).classes for s in range(6)}
+    assert len(pairs) == 6
+
+
+def test_k_f_sample_is_balanced_and_seeded_by_the_pair(four_class_cache):
+    cache = four_class_cache
+    first = dataset_sharpness(cache, seeds=[0], pairings=1, samples=20)
+    second = dataset_sharpness(cache, seeds=[0], pairings=1, samples=20)
+    assert first[0]["kf_samples"] == 20 and first[0]["k_f"] == second[0]["k_f"]
+
+
+def test_property_tables_join_k_f_to_every_split_of_the_pair(tmp_path, four_class_cache):
+    from intrinsic.io import write_json
+    from intrinsic.tables import property_tables
+
+    cache = four_class_cache
+    split_paths = []
+    for seed in (0, 1):
+        for n in (20, 30):
+            split = make_split("quad", cache.labels, cache.groups, cache.classes, n, 10, seed)
+            path = tmp_path / f"n{n}_seed{seed}.json"
+            write_json(path, split_properties(cache, split, seed=seed, knn_k=5))
+            split_paths.append(path)
+    sharpness_path = tmp_path / "label_sharpness.json"
+    write_json(sharpness_path, {"pairs": dataset_sharpness(cache, seeds=[0, 1], pairings=3)})
+    splits, sharpness = property_tables(split_paths, [sharpness_path])
+    assert len(sharpness) == 3 and len(splits) == 4
+    k_f = sharpness.set_index("classes")["k_f"]
+    assert (splits["k_f"] == splits["classes"].map(k_f)).all()
+    assert splits.groupby("seed")["k_f"].nunique().eq(1).all()  # independent of N
+    # A split whose pair has no K_F is an error naming it.
+    write_json(sharpness_path, {"pairs": dataset_sharpness(cache, seeds=[0], pairings=1)})
+    with pytest.raises(ValueError, match="no label sharpness of their class pair.*'quad'"):
+        property_tables(split_paths, [sharpness_path])

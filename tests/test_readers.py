@@ -522,3 +522,25 @@ def test_image_listed_in_csv_but_missing_is_an_error_or_skipped(tmp_path):
         load_source("ds", source)
     raw = load_source("ds", {**source, "on_error": "skip"})
     assert list(raw.labels) == [0, 1, 0, 1] and raw.provenance["skipped_files"] == 1
+
+
+# ------------------------------------------------------------------------- vendored real data
+
+def test_vendored_data_matches_its_readme_and_reads_through_the_reader(repo):
+    """data/ holds what data/README.md says (sha256), and the embedded default's relative paths
+    resolve against the workflow folder, whatever the working directory."""
+    import re
+
+    readme = (repo / "data/README.md").read_text()
+    listed = dict((name, digest) for digest, name in re.findall(r"^([0-9a-f]{64})  (\S+)$", readme, re.M))
+    assert set(listed) == {"mnist_subset.npz", "pneumoniamnist.npz", "breastmnist.npz"}
+    for name, digest in listed.items():
+        assert hashlib.sha256((repo / "data" / name).read_bytes()).hexdigest() == digest, name
+    raw = load_source("breastmnist", {"type": "medmnist", "npz": "data/breastmnist.npz",
+                                      "classes": {"malignant": [0], "normal_or_benign": [1]}}, base_dir=repo)
+    assert raw.classes == ["malignant", "normal_or_benign"]
+    assert np.bincount(raw.labels).tolist() == [210, 570]
+    mnist = load_source("mnist", {"type": "medmnist", "npz": "data/mnist_subset.npz"}, base_dir=repo)
+    assert mnist.classes == [str(d) for d in range(10)] and np.bincount(mnist.labels).tolist() == [600] * 10
+    with pytest.raises(DatasetError, match="does not exist"):
+        load_source("mnist", {"type": "medmnist", "npz": "data/mnist_subset.npz"}, base_dir=repo / "nowhere")

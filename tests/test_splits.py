@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 
 from intrinsic.cache import DatasetError
-from intrinsic.splits import Split, make_split
+from intrinsic.splits import Split, class_pair_order, make_split
 
 SIZES = (20, 40, 60)
 
@@ -57,16 +57,20 @@ def test_deterministic_and_seed_dependent():
 
 def test_each_seed_draws_its_own_class_pair():
     labels, groups, classes = make_labels(n_per_class=[60] * 10)
-    pairs = {make_split("toy", labels, groups, classes, 20, 20, seed).classes for seed in range(20)}
-    assert len(pairs) > 5
+    pairs = [make_split("toy", labels, groups, classes, 20, 20, seed).classes for seed in range(50)]
+    assert len(set(pairs[:45])) == 45  # 45 pairs of 10 classes: the first 45 seeds all differ
+    assert pairs[45:] == pairs[:5]  # then the order repeats
     assert all(a < b for a, b in pairs)  # pair order is canonical: label 0 = first class name
+    order = class_pair_order("toy", classes, labels)
+    assert [tuple(classes[i] for i in pair) for pair in order] == pairs[:45]
 
 
 def test_class_pairs_restrict_the_draw():
     labels, groups, classes = make_labels(n_per_class=[60] * 10)
     pairs = [["class3", "class8"], ["class1", "class2"]]
-    drawn = {make_split("toy", labels, groups, classes, 20, 20, s, pairs=pairs).classes for s in range(10)}
-    assert drawn <= {("class3", "class8"), ("class1", "class2")}
+    drawn = [make_split("toy", labels, groups, classes, 20, 20, s, pairs=pairs).classes for s in range(10)]
+    assert set(drawn[:2]) == {("class3", "class8"), ("class1", "class2")}  # distinct while they last
+    assert set(drawn) == set(drawn[:2])
     with pytest.raises(DatasetError, match="unknown classes"):
         make_split("toy", labels, groups, classes, 20, 20, 0, pairs=[["class3", "nope"]])
 

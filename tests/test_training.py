@@ -135,6 +135,72 @@ def test_input_validation():
         train("alexnet", images, labels, config)
     with pytest.raises(ValueError, match="fit_patience"):
         TrainConfig(fit_patience=0)
+    with pytest.raises(ValueError, match="mode must be one of until_fit, fixed_epochs, got 'forever'"):
+        TrainConfig(mode="forever")
+
+
+# Fits the separable problem in its first epoch (CPU, deterministic), so a longer run goes on
+# past the fit.
+EARLY_FIT = dict(learning_rate=1e-3, batch_size=32, seed=0)
+
+
+def test_fixed_epochs_trains_exactly_max_epochs_after_an_early_fit():
+    images, labels = separable(n=32, size=16)
+    until_fit = train("resnet18", images, labels, TrainConfig(**EARLY_FIT, max_epochs=4), None, log=lambda _m: None)
+    assert until_fit.fitted and until_fit.epochs == 1  # until_fit stops at the first fit
+    fixed = train("resnet18", images, labels, TrainConfig(**EARLY_FIT, max_epochs=4, mode="fixed_epochs"), None,
+                  log=lambda _m: None)
+    assert fixed.epochs == len(fixed.history) == 4
+    # the same run up to the fit, then more epochs
+    assert losses(fixed)[: until_fit.epochs] == losses(until_fit)
+    # fitted describes the model kept: the last epoch's, by the same criterion
+    assert fixed.fitted == (fixed.history[-1]["train_accuracy"] >= 1.0)
+    patient = train("resnet18", images, labels,
+                    TrainConfig(**EARLY_FIT, max_epochs=3, mode="fixed_epochs", fit_patience=2), None,
+                    log=lambda _m: None)
+    assert patient.epochs == 3
+    assert patient.fitted == all(h["train_accuracy"] >= 1.0 for h in patient.history[-2:])
+    # the model returned is the last epoch's
+    with torch.no_grad():
+        logits = fixed.model(torch.from_numpy(images).float() / 255)
+    assert (logits.argmax(1).numpy() == labels).mean() == fixed.history[-1]["train_accuracy"]
+
+
+def test_fixed_epochs_resume_after_kill_is_identical(tmp_path):
+    images, labels = separable(n=32, size=16)
+    config = TrainConfig(**EARLY_FIT, max_epochs=4, mode="fixed_epochs")
+    uninterrupted = train("resnet18", images, labels, config, tmp_path / "full.pt", log=lambda _m: None)
+    assert uninterrupted.epochs == 4 and uninterrupted.history[0]["train_accuracy"] == 1.0
+
+    def kill_after_second(epoch, _entry):  # after the fit: the resumed run must go on anyway
+        if epoch == 2:
+            raise Killed
+
+    checkpoint = tmp_path / "killed.pt"
+    with pytest.raises(Killed):
+        train("resnet18", images, labels, config, checkpoint, log=lambda _m: None, on_epoch_end=kill_after_second)
+    torch.manual_seed(12345)
+    resumed = train("resnet18", images, labels, config, checkpoint, log=lambda _m: None)
+    assert resumed.resumed_from == 2 and resumed.epochs == 4
+    assert_same_state(uninterrupted.model, resumed.model)
+    assert losses(uninterrupted) == losses(resumed) and resumed.fitted == uninterrupted.fitted
+
+
+def test_checkpoint_of_another_mode_or_a_longer_run_is_refused(tmp_path):
+    images, labels = separable(n=32, size=16)
+    checkpoint = tmp_path / "ck.pt"
+    train("resnet18", images, labels, TrainConfig(**EARLY_FIT, max_epochs=2), checkpoint, log=lambda _m: None)
+    # an until_fit checkpoint (stopped at its fit) is not the state of a fixed_epochs run
+    with pytest.raises(ValueError, match=r"mode \(checkpoint 'until_fit', now 'fixed_epochs'\)"):
+        train("resnet18", images, labels, TrainConfig(**EARLY_FIT, max_epochs=2, mode="fixed_epochs"), checkpoint,
+              log=lambda _m: None)
+    longer = tmp_path / "longer.pt"
+    train("resnet18", images, labels, TrainConfig(**EARLY_FIT, max_epochs=3, mode="fixed_epochs"), longer,
+          log=lambda _m: None)
+    # lowering max_epochs below the checkpoint's epoch cannot be honoured
+    with pytest.raises(ValueError, match=r"max_epochs \(checkpoint at epoch 3, now 2"):
+        train("resnet18", images, labels, TrainConfig(**EARLY_FIT, max_epochs=2, mode="fixed_epochs"), longer,
+              log=lambda _m: None)
 
 
 @pytest.mark.parametrize("name", list(ARCHITECTURES))

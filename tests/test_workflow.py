@@ -15,7 +15,11 @@ TINY = {
                  "model_settings": {"resnet18": {"learning_rate": 1e-3, "batch_size": 10},
                                     "vgg13": {"learning_rate": 1e-4, "batch_size": 10}}},
     "evaluation": {"attacks": ["fgsm", "pgd"], "pgd_steps": 1},
-    "datasets": ["digits", "ct_lesion", "synthetic_d2"],
+    # One epoch fits no run: keep them in the fits, which are tested here for their shape.
+    "analysis": {"exclude_unfitted": False},
+    # breast_28: real vendored images found through a path relative to the workflow folder
+    # (the run's working directory is elsewhere).
+    "datasets": ["digits", "breast_28", "synthetic_d2"],
 }
 RUN_KEYS = ["dataset", "model", "n_train", "seed"]
 
@@ -54,9 +58,9 @@ def rerun_counts(repo, workdir, config: dict, edit: dict) -> dict[str, int]:
 
 def test_dry_run_of_the_default_config(repo, tmp_path):
     counts = job_counts(snakemake(repo, tmp_path, "-n", "--quiet", "rules").stdout)
-    assert counts["prepare_dataset"] == 3  # one cache per dataset
-    assert counts["make_split"] == counts["dataset_properties"] == 3 * 3 * 2  # dataset x N x seed
-    assert counts["train_model"] == counts["evaluate_model"] == 3 * 2 * 3 * 2  # x model
+    assert counts["prepare_dataset"] == counts["label_sharpness"] == 4  # once per dataset
+    assert counts["make_split"] == counts["dataset_properties"] == 4 * 2 * 3  # dataset x N x seed
+    assert counts["train_model"] == counts["evaluate_model"] == 4 * 2 * 2 * 3  # x model
     for rule in ("dataset_properties_table", "figure_dataset_properties", "grid_tables", "scaling_fits",
                  "sharpness_robustness", "generalization_figures"):
         assert counts[rule] == 1, rule
@@ -65,7 +69,7 @@ def test_dry_run_of_the_default_config(repo, tmp_path):
 def test_dry_run_of_one_dataset_and_one_model(repo, tmp_path):
     counts = job_counts(snakemake(repo, tmp_path, "-n", "--quiet", "rules", "--config", "datasets=[digits]",
                                   "training={models: [resnet50]}").stdout)
-    assert counts["prepare_dataset"] == 1 and counts["train_model"] == 3 * 2
+    assert counts["prepare_dataset"] == 1 and counts["train_model"] == 2 * 3
 
 
 def test_unknown_model_is_a_schema_error(repo, tmp_path):
@@ -98,8 +102,16 @@ def test_tiny_run_produces_table_and_figure(tiny_run):
     assert set(table["dataset"]) == set(TINY["datasets"])
     assert set(table["domain"]) == {"natural", "medical", "synthetic"}
     assert sorted(table["n_train"].unique()) == [20, 40] and sorted(table["seed"].unique()) == [0, 1]
-    for column in ("d_mle", "d_twonn", "k_f"):
+    for column in ("d_mle", "d_twonn", "k_f", "k_f_255"):
         assert (table[column] > 0).all() and table[column].notna().all()
+    # K_F belongs to the class pair: the same for every N, and each digits seed has its own pair.
+    assert (table.groupby(["dataset", "classes"])["k_f"].nunique() == 1).all()
+    assert table[table["dataset"] == "digits"].groupby("seed")["classes"].first().nunique() == 2
+    sharpness = pd.read_csv(tiny_run / "results/tables/label_sharpness.csv")
+    assert set(sharpness["dataset"]) == set(TINY["datasets"])
+    assert (sharpness["kf_samples"] == 30).all() and (sharpness["kf_zero_distance_pairs"] >= 0).all()
+    fig1 = sharpness[sharpness["fig1"]]
+    assert fig1.groupby("dataset").size().to_dict() == {"breast_28": 1, "digits": 25, "synthetic_d2": 1}
     assert (table["n_features"] == 32 * 32).all() and (table["resolution"] == 32).all()
     assert (table.loc[table["dataset"] == "synthetic_d2", "d_true"] == 2).all()
     for suffix in ("png", "pdf"):

@@ -26,7 +26,20 @@ rule scaling_fits:
     input:
         "results/tables/runs.csv",
     output:
-        report("results/tables/fits.csv", caption="../report/fits_table.rst", category="Scaling laws"),
+        fits=report("results/tables/fits.csv", caption="../report/fits_table.rst", category="Scaling laws"),
+        cross_domain=report(
+            "results/tables/fits_cross_domain.csv",
+            caption="../report/fits_cross_domain.rst",
+            category="Scaling laws",
+        ),
+        cross_domain_markdown=report(
+            "results/tables/fits_cross_domain.md",
+            caption="../report/fits_cross_domain.rst",
+            category="Scaling laws",
+        ),
+    params:
+        exclude_unfitted=config["analysis"]["exclude_unfitted"],
+        cross_domain_exclude=config["analysis"]["cross_domain_exclude"],
     log:
         "results/logs/scaling_fits.log",
     benchmark:
@@ -46,13 +59,34 @@ rule sharpness_robustness:
             caption="../report/table1.rst",
             category="Robustness",
         ),
-        markdown="results/tables/table1_sharpness_correlations.md",
-        png=report(
-            "results/figures/fig3_sharpness_robustness.png",
-            caption="../report/fig3_sharpness_robustness.rst",
+        table_markdown="results/tables/table1_sharpness_correlations.md",
+        by_domain=report(
+            "results/tables/table1_sharpness_correlations_by_domain.csv",
+            caption="../report/table1_by_domain.rst",
             category="Robustness",
         ),
-        pdf="results/figures/fig3_sharpness_robustness.pdf",
+        by_domain_markdown="results/tables/table1_sharpness_correlations_by_domain.md",
+        accuracy=report(
+            "results/tables/table1_sharpness_correlations_accuracy.csv",
+            caption="../report/table1_accuracy.rst",
+            category="Robustness",
+        ),
+        accuracy_markdown="results/tables/table1_sharpness_correlations_accuracy.md",
+        points=report(
+            "results/tables/table1_sharpness_points.csv",
+            caption="../report/table1_points.rst",
+            category="Robustness",
+        ),
+        fig3=figure_report("fig3_sharpness_robustness", "Robustness"),
+        fig3_pdf="results/figures/fig3_sharpness_robustness.pdf",
+        fig3_all_eps=figure_report("fig3_sharpness_robustness_all_eps", "Robustness"),
+        fig3_all_eps_pdf="results/figures/fig3_sharpness_robustness_all_eps.pdf",
+        fig3_accuracy=figure_report("fig3_sharpness_robustness_accuracy", "Robustness"),
+        fig3_accuracy_pdf="results/figures/fig3_sharpness_robustness_accuracy.pdf",
+    params:
+        # Fig. 3 shows FGSM at eps = 2/255 as the paper; another configured attack when FGSM is not run.
+        attack="fgsm" if "fgsm" in config["evaluation"]["attacks"] else config["evaluation"]["attacks"][0],
+        eps_255=2,
     log:
         "results/logs/sharpness_robustness.log",
     benchmark:
@@ -67,22 +101,27 @@ rule generalization_figures:
     input:
         "results/tables/runs.csv",
     output:
-        fig2_loss=figure_report("fig2_generalization_loss", "Generalization"),
-        fig2_accuracy=figure_report("fig2_generalization_accuracy", "Generalization"),
-        fig4_loss=figure_report("fig4_repr_generalization_loss", "Representations"),
-        fig4_accuracy=figure_report("fig4_repr_generalization_accuracy", "Representations"),
-        fig5=figure_report("fig5_repr_vs_data", "Representations"),
-        pdfs=expand(
-            "results/figures/{name}.pdf",
-            name=[
-                "fig2_generalization_loss",
-                "fig2_generalization_accuracy",
-                "fig4_repr_generalization_loss",
-                "fig4_repr_generalization_accuracy",
-                "fig5_repr_vs_data",
-            ],
+        # Named by figure (the script's keys); each PNG a report item, each PDF beside it.
+        fig2_generalization_loss=figure_report("fig2_generalization_loss", "Generalization"),
+        fig2_generalization_loss_pdf="results/figures/fig2_generalization_loss.pdf",
+        fig2_generalization_accuracy=figure_report("fig2_generalization_accuracy", "Generalization"),
+        fig2_generalization_accuracy_pdf="results/figures/fig2_generalization_accuracy.pdf",
+        fig4_repr_generalization_loss=figure_report("fig4_repr_generalization_loss", "Representations"),
+        fig4_repr_generalization_loss_pdf="results/figures/fig4_repr_generalization_loss.pdf",
+        fig4_repr_generalization_accuracy=figure_report("fig4_repr_generalization_accuracy", "Representations"),
+        fig4_repr_generalization_accuracy_pdf="results/figures/fig4_repr_generalization_accuracy.pdf",
+        fig4_repr_generalization_loss_mle=figure_report("fig4_repr_generalization_loss_mle", "Representations"),
+        fig4_repr_generalization_loss_mle_pdf="results/figures/fig4_repr_generalization_loss_mle.pdf",
+        fig4_repr_generalization_accuracy_mle=figure_report(
+            "fig4_repr_generalization_accuracy_mle", "Representations"
         ),
+        fig4_repr_generalization_accuracy_mle_pdf="results/figures/fig4_repr_generalization_accuracy_mle.pdf",
+        fig5_repr_vs_data=figure_report("fig5_repr_vs_data", "Representations"),
+        fig5_repr_vs_data_pdf="results/figures/fig5_repr_vs_data.pdf",
+        fig5_repr_vs_data_twonn=figure_report("fig5_repr_vs_data_twonn", "Representations"),
+        fig5_repr_vs_data_twonn_pdf="results/figures/fig5_repr_vs_data_twonn.pdf",
         summary="results/tables/figure_summaries.csv",
+        guides="results/tables/figure_guides.csv",
     log:
         "results/logs/generalization_figures.log",
     benchmark:

@@ -56,15 +56,25 @@ def run_keys(wildcards):
 # Keys of `training` that do not change a trained model: cluster requests, bookkeeping, the
 # model list. Left out of train_model's params, so that editing them (e.g. a longer runtime, or
 # one more model) does not rerun finished trainings through Snakemake's params rerun trigger.
-NOT_TRAINING_SETTINGS = ("models", "resources", "gpus", "keep_models", "threads")
+# dataset_model_settings is left out too: its entry for the run's (dataset, model), if any, is
+# merged into model_settings, so an edit reruns only that dataset's runs of that model.
+NOT_TRAINING_SETTINGS = ("models", "resources", "gpus", "keep_models", "threads", "dataset_model_settings")
+
+_unknown_overrides = [name for name in config["training"]["dataset_model_settings"] if name not in CATALOG]
+if _unknown_overrides:
+    raise WorkflowError(
+        f"config: training.dataset_model_settings names datasets {_unknown_overrides} that are not in "
+        f"dataset_catalog (known: {', '.join(CATALOG)})"
+    )
 
 
 def training_settings(wildcards):
     """What one run's training result depends on: `training` without NOT_TRAINING_SETTINGS,
-    with only this model's learning rate and batch size."""
+    with only this model's learning rate and batch size, after this dataset's override."""
     training = config["training"]
     settings = {k: v for k, v in training.items() if k not in NOT_TRAINING_SETTINGS}
-    settings["model_settings"] = {wildcards.model: training["model_settings"][wildcards.model]}
+    override = training["dataset_model_settings"].get(wildcards.dataset, {}).get(wildcards.model, {})
+    settings["model_settings"] = {wildcards.model: {**training["model_settings"][wildcards.model], **override}}
     return settings
 
 

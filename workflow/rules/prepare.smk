@@ -2,9 +2,12 @@ rule prepare_dataset:
     output:
         directory(CACHE),
     params:
-        spec=lambda wildcards: CATALOG[wildcards.dataset],
+        # Only what the cache is made of: class_pairs (make_split's) and channels (below) are
+        # left out, so editing them, or spelling out the default channels, re-decodes nothing.
+        spec=lambda wildcards: {key: CATALOG[wildcards.dataset][key] for key in ("domain", "source")},
         size=config["image"]["size"],
-        channels=config["image"]["channels"],
+        # A catalog entry's own channels (RGB natural images beside grey radiographs) wins.
+        channels=lambda wildcards: CATALOG[wildcards.dataset].get("channels", config["image"]["channels"]),
     threads: config["prepare"]["threads"]
     log:
         "results/logs/prepare_dataset/{dataset}.log",

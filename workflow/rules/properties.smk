@@ -5,7 +5,7 @@ rule dataset_properties:
     output:
         "results/properties/{dataset}/n{n_train}_seed{seed}.json",
     params:
-        options={k: v for k, v in config["properties"].items() if k != "threads"},
+        options={key: config["properties"][key] for key in ("knn_k", "twonn_discard_fraction")},
     threads: config["properties"]["threads"]
     resources:
         mem_mb=4000,
@@ -22,13 +22,46 @@ rule dataset_properties:
         "../scripts/dataset_properties.py"
 
 
+# K_F is a property of the dataset's class pair, not of a split: once per dataset, for the pairs
+# the seeds use and the first `sharpness_pairings` pairs that Fig. 1 averages.
+rule label_sharpness:
+    input:
+        cache=CACHE,
+    output:
+        "results/properties/{dataset}/label_sharpness.json",
+    params:
+        seeds=SEEDS,
+        pairings=config["properties"]["sharpness_pairings"],
+        samples=config["properties"]["sharpness_samples"],
+        class_pairs=lambda wildcards: CATALOG[wildcards.dataset].get("class_pairs"),
+    threads: config["properties"]["threads"]
+    resources:
+        mem_mb=4000,
+    group:
+        "properties"
+    log:
+        "results/logs/label_sharpness/{dataset}.log",
+    benchmark:
+        "results/benchmarks/label_sharpness/{dataset}.tsv"
+    conda:
+        CONDA_ENV
+    script:
+        "../scripts/label_sharpness.py"
+
+
 rule dataset_properties_table:
     input:
-        split_records("results/properties/{dataset}/n{n_train}_seed{seed}.json"),
+        splits=split_records("results/properties/{dataset}/n{n_train}_seed{seed}.json"),
+        sharpness=expand("results/properties/{dataset}/label_sharpness.json", dataset=DATASETS),
     output:
-        report(
+        splits=report(
             "results/tables/dataset_properties.csv",
             caption="../report/dataset_properties_table.rst",
+            category="Dataset properties",
+        ),
+        sharpness=report(
+            "results/tables/label_sharpness.csv",
+            caption="../report/label_sharpness_table.rst",
             category="Dataset properties",
         ),
     log:
@@ -43,7 +76,8 @@ rule dataset_properties_table:
 
 rule figure_dataset_properties:
     input:
-        "results/tables/dataset_properties.csv",
+        splits="results/tables/dataset_properties.csv",
+        sharpness="results/tables/label_sharpness.csv",
     output:
         png=report(
             "results/figures/fig1_dataset_properties.png",

@@ -1,9 +1,13 @@
-"""Rule dataset_properties_table: merge the per-split records into one tidy CSV."""
+"""Rule dataset_properties_table: the per-split d_data records joined with their class pair's
+K_F (dataset_properties.csv), and one row per (dataset, class pair) (label_sharpness.csv)."""
 
 from intrinsic.logs import logged
-from intrinsic.tables import PROPERTY_COLUMNS, merge_records, write_csv
+from intrinsic.tables import property_tables, write_csv
 
 with logged(snakemake.log[0], "dataset_properties_table") as log:  # noqa: F821 (injected by Snakemake)
-    table = merge_records(snakemake.input, PROPERTY_COLUMNS)  # noqa: F821
-    write_csv(table, snakemake.output[0])  # noqa: F821
-    log.info("%d rows, %d datasets", len(table), table["dataset"].nunique())
+    splits, sharpness = property_tables(snakemake.input.splits, snakemake.input.sharpness)  # noqa: F821
+    write_csv(splits, snakemake.output.splits)  # noqa: F821
+    write_csv(sharpness, snakemake.output.sharpness)  # noqa: F821
+    log.info("%d splits, %d class pairs, %d datasets; %d zero-distance pairs left out of K_F",
+             len(splits), len(sharpness), splits["dataset"].nunique(),
+             int(sharpness["kf_zero_distance_pairs"].sum()))

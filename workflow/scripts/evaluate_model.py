@@ -13,6 +13,7 @@ with logged(snakemake.log[0], "evaluate_model") as log:  # noqa: F821 (injected 
         snakemake.input.model, snakemake.input.training, snakemake.output[0],  # noqa: F821
         eps_255=options["eps_255"], attacks=options["attacks"], pgd_steps=options["pgd_steps"],
         batch_size=options["batch_size"], knn_k=snakemake.params.knn_k,  # noqa: F821
+        representation_layer=options["representation_layer"],
         device=snakemake.params.device,  # noqa: F821
     )
     log.info("%s", record["run"])

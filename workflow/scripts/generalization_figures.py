@@ -6,17 +6,27 @@ from intrinsic.figures import figure_generalization, figure_repr_vs_data
 from intrinsic.logs import logged
 from intrinsic.tables import write_csv
 
+GENERALIZATION = {  # figure -> (x, y, log y); Fig. 4 with d_repr by TwoNN, App. E.1 by MLE
+    "fig2_generalization_loss": ("d_mle", "test_loss", True),
+    "fig2_generalization_accuracy": ("d_mle", "test_accuracy", False),
+    "fig4_repr_generalization_loss": ("d_repr_twonn", "test_loss", True),
+    "fig4_repr_generalization_accuracy": ("d_repr_twonn", "test_accuracy", False),
+    "fig4_repr_generalization_loss_mle": ("d_repr_mle", "test_loss", True),
+    "fig4_repr_generalization_accuracy_mle": ("d_repr_mle", "test_accuracy", False),
+}
+REPR_VS_DATA = {"fig5_repr_vs_data": "mle", "fig5_repr_vs_data_twonn": "twonn"}  # figure -> estimator
+
 with logged(snakemake.log[0], "generalization_figures") as log:  # noqa: F821 (injected by Snakemake)
     out = snakemake.output  # noqa: F821
     runs = pd.read_csv(snakemake.input[0])  # noqa: F821
-    pdf = dict(zip(["fig2_loss", "fig2_accuracy", "fig4_loss", "fig4_accuracy", "fig5"], out.pdfs))
-    summaries = []
-    for name, x in (("fig2", "d_mle"), ("fig4", "d_repr_twonn")):
-        for kind, y, log_y in (("loss", "test_loss", True), ("accuracy", "test_accuracy", False)):
-            key = f"{name}_{kind}"
-            summary = figure_generalization(runs, out[key], pdf[key], x=x, y=y, log_y=log_y)
-            summaries.append(summary.assign(figure=key, x_column=x, y_column=y))
-    summary, fraction = figure_repr_vs_data(runs, out.fig5, pdf["fig5"])
-    summaries.append(summary.assign(figure="fig5"))
+    summaries, guides = [], []
+    for name, (x, y, log_y) in GENERALIZATION.items():
+        summary = figure_generalization(runs, out[name], out[f"{name}_pdf"], x=x, y=y, log_y=log_y)
+        summaries.append(summary.assign(figure=name))
+        guides.append(summary.attrs["guides"].assign(figure=name, x=x, y=y, log_y=log_y))
+    for name, estimator in REPR_VS_DATA.items():
+        summary, fraction = figure_repr_vs_data(runs, out[name], out[f"{name}_pdf"], estimator=estimator)
+        summaries.append(summary.assign(figure=name))
+        log.info("%s: fraction of (model, dataset, N) with d_repr <= d_data: %.3f", name, fraction)
     write_csv(pd.concat(summaries, ignore_index=True), out.summary)
-    log.info("fraction of (model, dataset, N) with d_repr <= d_data: %.3f", fraction)
+    write_csv(pd.concat(guides, ignore_index=True), out.guides)

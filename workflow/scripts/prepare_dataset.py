@@ -1,5 +1,7 @@
 """Rule prepare_dataset: decode one dataset (embedded or real files) and write its uint8 cache."""
 
+from pathlib import Path
+
 from intrinsic.cache import write_cache
 from intrinsic.logs import logged
 from intrinsic.sources import load_source
@@ -9,7 +11,10 @@ with logged(snakemake.log[0], "prepare_dataset") as log:  # noqa: F821 (injected
     name = snakemake.wildcards.dataset  # noqa: F821
     size, channels = snakemake.params.size, snakemake.params.channels  # noqa: F821
     log.info("preparing %s from %s", name, spec["source"])
-    raw = load_source(name, spec["source"], threads=snakemake.threads, log=log, size=size, channels=channels)  # noqa: F821
+    # Relative source paths are relative to the workflow's folder (two levels above this script).
+    workflow_dir = Path(snakemake.scriptdir).resolve().parents[1]  # noqa: F821
+    raw = load_source(name, spec["source"], threads=snakemake.threads, log=log, size=size,  # noqa: F821
+                      channels=channels, base_dir=workflow_dir)
     meta = write_cache(snakemake.output[0], raw, size=size, channels=channels,  # noqa: F821
                        domain=spec["domain"])
     log.info("cached %d images of shape %s, classes %s", meta["n_images"], meta["shape"], meta["class_counts"])

@@ -1,4 +1,5 @@
-"""Rule train_model: train one grid run until it fits its training set (resumable)."""
+"""Rule train_model: train one grid run until it fits its training set, or for a fixed number
+of epochs (training.mode); resumable."""
 
 import sys
 

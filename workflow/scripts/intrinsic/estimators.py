@@ -142,16 +142,32 @@ def neighbors_from_sq_distances(sq_dist: np.ndarray, k: int) -> NeighborDistance
     return NeighborDistances(np.sqrt(nearest), n_points=len(sq_dist), n_duplicates=int((~keep).sum()))
 
 
-def mle_from_distances(distances: np.ndarray, k: int = 20) -> float:
+MLE_DENOMINATORS = ("k-1", "k-2")
+
+
+def mle_from_distances(distances: np.ndarray, k: int = 20, denominator: str = "k-1") -> float:
     """Levina-Bickel MLE with MacKay-Ghahramani averaging of the inverse pointwise estimates.
 
-    d = [ 1/(n (k-1)) sum_i sum_{j<k} log(T_k(x_i) / T_j(x_i)) ]^-1, as in Pope et al. (2021)
-    and Konz & Mazurowski (2024); equals scikit-dimension's MLE(comb="mle") with k neighbours.
+    denominator="k-1" (default): d = [ 1/(n (k-1)) sum_i sum_{j<k} log(T_k(x_i) / T_j(x_i)) ]^-1,
+    the formula printed in Pope et al. (2021) and Konz & Mazurowski (2024); equals
+    scikit-dimension's MLE(comb="mle") with k neighbours.
+
+    denominator="k-2": the same sum divided by n (k-2), as in Pope et al.'s released code
+    (github.com/ppope/dimensions, estimators/mle.py, ``d.sum(axis=1) / (k - 2)``). Under the
+    local Poisson model the sum S_i is Gamma(k-1, rate d), so (k-2)/S_i is the unbiased pointwise
+    estimate of d while S_i/(k-1) is unbiased for 1/d (what the averaged inverse uses). The "k-2"
+    estimate is exactly (k-2)/(k-1) times the "k-1" one (18/19 at k = 20, 1/2 at k = 3).
     """
+    if denominator not in MLE_DENOMINATORS:
+        raise ValueError(f"denominator must be one of {MLE_DENOMINATORS}, got {denominator!r}")
+    minimum_k = 3 if denominator == "k-2" else 2
+    if k < minimum_k:
+        raise ValueError(f"the MLE with denominator {denominator} needs k >= {minimum_k}, got k={k}")
     if distances.shape[1] < k:
         raise ValueError(f"need {k} neighbour distances per point, got {distances.shape[1]}")
     logs = np.log(distances[:, :k])
-    inverse = (logs[:, k - 1 : k] - logs[:, : k - 1]).sum(axis=1) / (k - 1)
+    divisor = k - 1 if denominator == "k-1" else k - 2
+    inverse = (logs[:, k - 1 : k] - logs[:, : k - 1]).sum(axis=1) / divisor
     return float(1.0 / inverse.mean())
 
 
@@ -171,24 +187,28 @@ def twonn_from_distances(distances: np.ndarray, discard_fraction: float = 0.1) -
     return float(x @ y / (x @ x))
 
 
-def intrinsic_dimension(X, k: int = 20, discard_fraction: float = 0.1, **distance_options) -> dict:
+def intrinsic_dimension(
+    X, k: int = 20, discard_fraction: float = 0.1, mle_denominator: str = "k-1", **distance_options
+) -> dict:
     """MLE and TwoNN estimates of X's intrinsic dimension from one nearest-neighbour computation.
 
     X: (n, features) or (n, C, H, W). Returns {"d_mle", "d_twonn", "n_points", "n_duplicates"}.
+    mle_denominator: "k-1" (the papers' formula) or "k-2" (Pope et al.'s code), see
+    ``mle_from_distances``.
     """
     neighbors = neighbors_from_sq_distances(pairwise_sq_distances(X, **distance_options), k)
     return {
-        "d_mle": mle_from_distances(neighbors.distances, k),
+        "d_mle": mle_from_distances(neighbors.distances, k, denominator=mle_denominator),
         "d_twonn": twonn_from_distances(neighbors.distances, discard_fraction),
         "n_points": neighbors.n_points,
         "n_duplicates": neighbors.n_duplicates,
     }
 
 
-def mle_id(X, k: int = 20, **distance_options) -> float:
+def mle_id(X, k: int = 20, denominator: str = "k-1", **distance_options) -> float:
     """MLE intrinsic dimension of X (see ``mle_from_distances``)."""
     neighbors = neighbors_from_sq_distances(pairwise_sq_distances(X, **distance_options), k)
-    return mle_from_distances(neighbors.distances, k)
+    return mle_from_distances(neighbors.distances, k, denominator=denominator)
 
 
 def twonn_id(X, discard_fraction: float = 0.1, **distance_options) -> float:
@@ -209,11 +229,17 @@ def balanced_sample(y: np.ndarray, m: int, seed: int) -> np.ndarray:
     return np.sort(np.concatenate(picked))
 
 
-def label_sharpness(X, y, m: int = 1000, seed: int = 0, **distance_options) -> float:
+def label_sharpness(X, y, m: int = 1000, seed=0, **distance_options) -> dict:
     """K_F = max over all pairs of |y_j - y_k| / ||x_j - x_k|| among m class-balanced samples.
 
     Every one of the m^2 pairs is considered (not a random subset of pairs). uint8 images are
-    read on the [0, 1] scale. Two identical images with different labels give K_F = inf.
+    read on the [0, 1] scale; K_F on the 0..255 scale of the paper's numbers is k_f / 255.
+    Pairs of identical images with different labels (zero distance) would make the ratio
+    infinite; as in the authors' code they are left out of the maximum and counted.
+
+    Returns {"k_f", "kf_samples" (the m actually drawn: at most m, equal per class),
+    "kf_zero_distance_pairs" (unordered pairs left out)}; k_f is NaN when every pair with
+    different labels has zero distance.
     """
     flat, scale = _flatten(X)
     y = np.asarray(y, dtype=np.float64)
@@ -224,13 +250,18 @@ def label_sharpness(X, y, m: int = 1000, seed: int = 0, **distance_options) -> f
     labels = y[index]
     sq_dist = pairwise_sq_distances(sample, **distance_options)
     label_gap = np.abs(labels[:, None] - labels[None, :])
-    differ = label_gap > 0
-    if np.any(differ & (sq_dist == 0)):
-        return float("inf")
-    ratio = np.where(differ, label_gap / np.sqrt(np.where(differ, sq_dist, 1.0)), 0.0)
+    # Upper triangle only: each unordered pair once. Zero distances are exact here, because
+    # pairwise_sq_distances recomputes near pairs in float64 from the data itself.
+    differ = np.triu(label_gap > 0, k=1)
+    zero = differ & (sq_dist == 0)
+    candidates = differ & ~zero
+    record = {"k_f": float("nan"), "kf_samples": int(len(index)),
+              "kf_zero_distance_pairs": int(zero.sum())}
+    if not candidates.any():
+        return record
+    ratio = np.where(candidates, label_gap / np.sqrt(np.where(candidates, sq_dist, 1.0)), 0.0)
     # The maximum hinges on the smallest distances: recompute the leading candidates exactly.
-    rows, cols = np.nonzero(np.triu(ratio >= ratio.max() * (1 - 1e-3), k=1))
+    rows, cols = np.nonzero(candidates & (ratio >= ratio.max() * (1 - 1e-3)))
     exact = _exact_sq_distances(sample, scale, rows, cols)
-    if np.any(exact == 0):
-        return float("inf")
-    return float(np.max(label_gap[rows, cols] / np.sqrt(exact)))
+    record["k_f"] = float(np.max(label_gap[rows, cols] / np.sqrt(exact)))
+    return record

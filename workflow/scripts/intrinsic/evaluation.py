@@ -257,8 +257,9 @@ def jacobian_norm(model: nn.Module, images: torch.Tensor, batch_size: int = 256,
 
 # ------------------------------------------------------------------------- representation d_repr
 def representation_dimension(model: nn.Module, images: torch.Tensor, k: int = 20, batch_size: int = 256,
-                             device=None) -> dict:
-    """Intrinsic dimension of the final linear layer's inputs on ``images``.
+                             device=None, layer: str = "final_linear_input") -> dict:
+    """Intrinsic dimension of the representations of ``images`` at ``layer`` (default: the final
+    linear layer's inputs; ``models.REPRESENTATION_LAYERS`` lists the choices).
 
     The same estimator code (and k) as for the data's d_data: returns {"d_repr_mle",
     "d_repr_twonn", "n_repr_duplicates"}; duplicates (e.g. representations collapsed by ReLU)
@@ -266,6 +267,6 @@ def representation_dimension(model: nn.Module, images: torch.Tensor, k: int = 20
     """
     _check_inputs(images)
     _resolve_device(model, device)
-    result = intrinsic_dimension(representations(model, images, batch_size), k=k)
+    result = intrinsic_dimension(representations(model, images, batch_size, layer), k=k)
     return {"d_repr_mle": result["d_mle"], "d_repr_twonn": result["d_twonn"],
             "n_repr_duplicates": result["n_duplicates"]}

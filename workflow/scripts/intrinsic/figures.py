@@ -13,8 +13,8 @@ import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
 import seaborn as sns
-from scipy import stats
 
+from .analysis import mean_t_interval, sharpness_correlations, sharpness_points
 from .io import atomic_write
 
 DOMAIN_ORDER = ["natural", "medical", "synthetic"]
@@ -23,12 +23,7 @@ DOMAIN_PALETTE = {"natural": "#1f77b4", "medical": "#d62728", "synthetic": "#7f7
 
 def t_interval(values, level: float = 0.95) -> tuple[float, float]:
     """Student-t confidence interval of the mean (deterministic, unlike a bootstrap)."""
-    values = np.asarray(values, dtype=float)
-    mean = values.mean()
-    if len(values) < 2:
-        return mean, mean
-    half = stats.t.ppf(0.5 + level / 2, len(values) - 1) * values.std(ddof=1) / np.sqrt(len(values))
-    return mean - half, mean + half
+    return mean_t_interval(values, level)[1:]
 
 
 def natural_key(name: str) -> list:
@@ -43,49 +38,128 @@ def save_figure(fig, png: str | os.PathLike, pdf: str | os.PathLike) -> None:
     plt.close(fig)
 
 
-def per_seed_means(table: pd.DataFrame, columns: list[str]) -> pd.DataFrame:
-    """Average each seed (class pair) over training sizes: the CI is then over seeds."""
-    keys = ["dataset", "domain", "seed"]
-    return table.groupby(keys, as_index=False)[columns].mean()
+D_DATA_COLUMNS = ["d_mle", "d_twonn"]
 
 
-def figure_dataset_properties(table: pd.DataFrame, png, pdf) -> pd.DataFrame:
-    """Figure 1: d_data (MLE and TwoNN) and K_F per dataset, coloured by domain, 95% CI over seeds.
+def _as_bool(series: pd.Series, name: str) -> pd.Series:
+    """A boolean column, also when read back from CSV as text ('True'/'False')."""
+    if pd.api.types.is_bool_dtype(series):
+        return series
+    mapping = {"true": True, "false": False, "1": True, "0": False, "1.0": True, "0.0": False}
+    text = series.astype(str).str.strip().str.lower()
+    bad = sorted(set(text) - set(mapping))
+    if bad:
+        raise ValueError(f"column {name!r} must be boolean; found {bad[:3]}")
+    return text.map(mapping).astype(bool)
 
-    Returns the plotted summary (mean and CI per dataset and measure).
+
+def _dataset_domains(*tables: pd.DataFrame) -> pd.Series:
+    """dataset -> domain over all tables; a dataset with two domains is an error."""
+    pairs = pd.concat([t[["dataset", "domain"]] for t in tables]).drop_duplicates()
+    clash = pairs[pairs["dataset"].duplicated(keep=False)]
+    if len(clash):
+        raise ValueError(f"column 'domain' differs for dataset(s) {sorted(set(clash['dataset']))}: "
+                         f"{clash.to_dict('records')}")
+    return pairs.set_index("dataset")["domain"]
+
+
+def figure_dataset_properties(splits: pd.DataFrame, sharpness: pd.DataFrame, png, pdf, *,
+                              kf: str = "k_f_255", level: float = 0.95) -> pd.DataFrame:
+    """Figure 1: d_data (MLE and TwoNN) and label sharpness K_F per dataset, coloured by domain.
+
+    ``splits`` has one row per (dataset, n_train, seed) with d_mle and d_twonn (and optionally
+    d_true): each seed is averaged over N, then the panel shows the mean and 95% t-interval over
+    seeds. ``sharpness`` has one row per (dataset, class pair) with ``kf`` (K_F on the paper's
+    0-255 scale), ``fig1`` (one of the dataset's first P pairings) and ``kf_zero_distance_pairs``:
+    the K_F panel shows the mean over the fig1 pairings with a 95% t-interval over them (a binary
+    dataset has one pairing and no interval). Non-finite values are left out and counted in the
+    note, as are excluded zero-distance pairs when there are any.
+
+    Returns one row per dataset and measure (d_mle, d_twonn, ``kf``): ``mean``, ``ci_low``,
+    ``ci_high``, ``n`` and ``over`` (what n counts: seeds or class pairings), and
+    ``kf_zero_distance_pairs`` (summed over the plotted pairings; empty for the d_data rows).
     """
-    finite = table[np.isfinite(table["k_f"])]
-    seeds = per_seed_means(finite, ["d_mle", "d_twonn", "k_f"])
-    domains = [d for d in DOMAIN_ORDER if d in set(seeds["domain"])] + sorted(
-        set(seeds["domain"]) - set(DOMAIN_ORDER)
-    )
-    domain_rank = {d: i for i, d in enumerate(domains)}
-    first_domain = seeds.groupby("dataset")["domain"].first()
-    order = sorted(first_domain.index, key=lambda name: (domain_rank[first_domain[name]], natural_key(name)))
-    panels = [("d_mle", "$d_{data}$ (MLE, k=20)"), ("d_twonn", "$d_{data}$ (TwoNN)"),
-              ("k_f", "label sharpness $\\hat K_F$")]
+    _require(splits, ["dataset", "domain", "n_train", "seed"] + D_DATA_COLUMNS, "figure_dataset_properties (splits)")
+    _require(sharpness, ["dataset", "domain", "classes", kf, "fig1", "kf_zero_distance_pairs"],
+             "figure_dataset_properties (sharpness)")
+    duplicated = sharpness.duplicated(["dataset", "classes"], keep=False)
+    if duplicated.any():
+        raise ValueError("figure_dataset_properties: sharpness has several rows for (dataset, classes) "
+                         f"{sharpness.loc[duplicated, ['dataset', 'classes']].drop_duplicates().values.tolist()[:3]}")
+    domain_of = _dataset_domains(splits, sharpness)
+    rows, n_dropped = [], {}
+    for column in D_DATA_COLUMNS:
+        finite, n_dropped[column] = _finite_rows(splits, [column])
+        seeds = finite.groupby(["dataset", "seed"])[column].mean()  # each seed over N: CI over seeds
+        for dataset, values in seeds.groupby(level="dataset"):
+            mean, low, high = mean_t_interval(values.to_numpy(float), level)
+            rows.append({"dataset": dataset, "measure": column, "mean": mean, "ci_low": low,
+                         "ci_high": high, "n": len(values), "over": "seeds"})
+    chosen = sharpness[_as_bool(sharpness["fig1"], "fig1")]
+    pairings, n_dropped[kf] = _finite_rows(chosen, [kf])
+    zero_pairs = pd.to_numeric(pairings["kf_zero_distance_pairs"], errors="raise").groupby(pairings["dataset"]).sum()
+    for dataset, values in pairings.groupby("dataset")[kf]:
+        mean, low, high = mean_t_interval(values.to_numpy(float), level)
+        rows.append({"dataset": dataset, "measure": kf, "mean": mean, "ci_low": low, "ci_high": high,
+                     "n": len(values), "over": "class pairings",
+                     "kf_zero_distance_pairs": int(zero_pairs[dataset])})
+    if not rows:
+        raise ValueError("figure_dataset_properties: no finite d_mle, d_twonn or K_F to plot")
+    summary = pd.DataFrame(rows, columns=["dataset", "measure", "mean", "ci_low", "ci_high", "n", "over",
+                                          "kf_zero_distance_pairs"])
+    summary.insert(1, "domain", summary["dataset"].map(domain_of))
+    summary["kf_zero_distance_pairs"] = summary["kf_zero_distance_pairs"].astype("Int64")
+
+    domains = _domain_order(summary["domain"])
+    palette = _palette(domains)
+    order = _dataset_order(summary, domains)
+    position = {name: i for i, name in enumerate(order)}
+    measures = {m: i for i, m in enumerate(D_DATA_COLUMNS + [kf])}
+    rank = {"dataset": position, "measure": measures}
+    summary = summary.sort_values(["dataset", "measure"], key=lambda column: column.map(rank[column.name]),
+                                  ignore_index=True)  # the plotted order
+    panels = [("d_mle", AXIS_LABELS["d_mle"]), ("d_twonn", AXIS_LABELS["d_twonn"]),
+              (kf, _label(kf))]
     sns.set_theme(style="whitegrid", context="paper")
-    fig, axes = plt.subplots(1, 3, figsize=(11, 0.35 * len(order) + 1.5), sharey=True)
-    palette = {d: DOMAIN_PALETTE.get(d, "#2ca02c") for d in domains}
+    fig, axes = plt.subplots(1, 3, figsize=(11, 0.35 * len(order) + 2.0), sharey=True)
+    truth = (splits.dropna(subset=["d_true"]).groupby("dataset")["d_true"].first()
+             if "d_true" in splits else pd.Series(dtype=float))
+    truth = truth[truth.index.isin(order)]
     for ax, (column, label) in zip(axes, panels):
-        sns.pointplot(
-            data=seeds, x=column, y="dataset", hue="domain", order=order, hue_order=domains,
-            palette=palette, errorbar=t_interval, linestyle="none", markers="o", capsize=0.3,
-            dodge=False, ax=ax, legend=ax is axes[-1],
-        )
+        panel = summary[summary["measure"] == column]
+        for row in panel.itertuples():
+            y = position[row.dataset]
+            ax.errorbar([row.mean], [y], xerr=[[row.mean - row.ci_low], [row.ci_high - row.mean]],
+                        fmt="o", color=palette[row.domain], markeredgecolor="black", markeredgewidth=0.4,
+                        elinewidth=1.0, capsize=3, zorder=3)
+        if column.startswith("d_") and len(truth):
+            ax.scatter(truth.values, [position[d] for d in truth.index], marker="x", color="black", zorder=5)
         ax.set_xlabel(label)
-        ax.set_ylabel("")
-        if column.startswith("d_") and "d_true" in table and table["d_true"].notna().any():
-            truth = table.dropna(subset=["d_true"]).groupby("dataset")["d_true"].first()
-            ax.scatter(truth.values, [order.index(d) for d in truth.index], marker="x",
-                       color="black", zorder=5, label="true d")
-    axes[-1].legend(title="domain", loc="lower right")
-    fig.suptitle("Intrinsic dimension and label sharpness of the training sets (mean, 95% CI over seeds)")
+    axes[0].set_yticks(range(len(order)), order)
+    axes[0].set_ylim(len(order) - 0.5, -0.5)  # first dataset on top
+    from matplotlib.lines import Line2D
+
+    handles = _legend_handles(domains, palette)
+    if len(truth):
+        handles.append(Line2D([], [], marker="x", linestyle="none", color="black", label="true d"))
+    fig.legend(handles=handles, loc="upper left", bbox_to_anchor=(1.0, 0.9), frameon=False, fontsize=8)
+    most = int(summary.loc[summary["measure"] == kf, "n"].max()) if (summary["measure"] == kf).any() else 0
+    notes = [f"$d_{{data}}$: each seed averaged over N; mean and {level:.0%} t-CI over seeds",
+             f"$\\hat K_F$: mean and {level:.0%} t-CI over a dataset's first {most} class pairings "
+             "(a binary dataset has one pairing: no bar)"]
+    zero = summary.dropna(subset=["kf_zero_distance_pairs"])
+    zero = zero[zero["kf_zero_distance_pairs"] > 0]
+    if len(zero):
+        notes.append("pairs of identical images with different labels left out of $\\hat K_F$'s max: "
+                     + ", ".join(f"{r.dataset} {int(r.kf_zero_distance_pairs)}" for r in zero.itertuples()))
+    dropped = {c: n for c, n in n_dropped.items() if n}
+    if dropped:
+        notes.append("non-finite values left out: " + ", ".join(f"{n} {c}" for c, n in dropped.items()))
+    fig.text(0.01, -0.01, "\n".join(notes), fontsize=7, ha="left", va="top")
+    fig.suptitle("Intrinsic dimension and label sharpness of the datasets")
+    fig.tight_layout()
     save_figure(fig, png, pdf)
-    summary = seeds.melt(id_vars=["dataset", "domain", "seed"], var_name="measure")
-    return summary.groupby(["dataset", "domain", "measure"])["value"].agg(
-        mean="mean", ci_low=lambda v: t_interval(v)[0], ci_high=lambda v: t_interval(v)[1], n_seeds="count"
-    ).reset_index()
+    return summary
 
 
 # ------------------------------------------------------------------ Figures 2-5 (the training grid)
@@ -102,6 +176,7 @@ AXIS_LABELS = {
     "train_loss": "train loss",
     "train_accuracy": "train accuracy",
     "k_f": "label sharpness $\\hat K_F$",
+    "k_f_255": "label sharpness $\\hat K_F$ (0-255 intensity scale)",
     "loss_penalty": "adversarial loss penalty",
     "accuracy_penalty": "adversarial accuracy penalty",
     "jacobian_norm": "Jacobian norm",
@@ -127,8 +202,15 @@ def _domain_order(domains) -> list[str]:
 
 
 def _palette(domains: list[str]) -> dict[str, str]:
-    extra = iter(c for c in sns.color_palette("tab10").as_hex() if c not in DOMAIN_PALETTE.values())
-    return {d: DOMAIN_PALETTE[d] if d in DOMAIN_PALETTE else next(extra, "#2ca02c") for d in domains}
+    """Domain -> colour. Domains are free text: known ones keep their colours, each other domain
+    (in the given order) gets the next unused colour, so a third or tenth domain stays distinct."""
+    spare = [c for c in sns.color_palette("tab10").as_hex() + sns.color_palette("Dark2").as_hex()
+             if c not in DOMAIN_PALETTE.values()]
+    extra = [d for d in domains if d not in DOMAIN_PALETTE]
+    if len(extra) > len(spare):
+        spare += sns.color_palette("husl", len(extra) - len(spare)).as_hex()
+    colour = dict(zip(extra, spare))
+    return {d: DOMAIN_PALETTE.get(d, colour.get(d)) for d in domains}
 
 
 def _dataset_order(table: pd.DataFrame, domains: list[str]) -> list[str]:
@@ -257,20 +339,61 @@ def _facet_axes(n_panels: int, ncols: int, width: float = 4.0, height: float = 3
     return fig, flat[:n_panels]
 
 
+def inverse_d_guide(d, y, *, log_y: bool = True) -> tuple[float, float]:
+    """(c0, c1) of the least-squares fit log y = c0 + c1 / d (y = c0 + c1 / d when not ``log_y``).
+
+    At a fixed N the paper's law (Eq. 2) makes log L linear in 1/d, so the guide lines of
+    Figures 2 and 4 take that form rather than a straight line in d.
+    """
+    d, y = np.asarray(d, dtype=float), np.asarray(y, dtype=float)
+    if d.shape != y.shape or len(d) < 2 or len(np.unique(d)) < 2:
+        raise ValueError("inverse_d_guide: needs at least two points with distinct d")
+    if not (np.all(np.isfinite(d)) and np.all(d > 0)):
+        raise ValueError("inverse_d_guide: d must be positive and finite")
+    if log_y and not np.all(y > 0):
+        raise ValueError("inverse_d_guide: y must be positive for log y")
+    target = np.log(y) if log_y else y
+    (c0, c1), *_ = np.linalg.lstsq(np.column_stack([np.ones_like(d), 1 / d]), target, rcond=None)
+    return float(c0), float(c1)
+
+
+def inverse_d_curve(d, c0: float, c1: float, *, log_y: bool = True) -> np.ndarray:
+    """The guide's y at d: exp(c0 + c1 / d), or c0 + c1 / d when not ``log_y``."""
+    fit = c0 + c1 / np.asarray(d, dtype=float)
+    return np.exp(fit) if log_y else fit
+
+
+def _symbol(column: str) -> str:
+    """The quantity's symbol without its estimator, for formulas in notes."""
+    return "$d_{repr}$" if column.startswith("d_repr") else "$d_{data}$" if column.startswith("d_") else column
+
+
+def _dataset_markers(summary: pd.DataFrame, datasets: list[str]) -> dict:
+    """dataset -> (marker, domain); markers cycle within each domain, so colour + marker names a dataset."""
+    first_domain = summary.groupby("dataset")["domain"].first()
+    dataset_marker, count = {}, {}
+    for name in datasets:
+        domain = first_domain[name]
+        dataset_marker[name] = (MARKERS[count.get(domain, 0) % len(MARKERS)], domain)
+        count[domain] = count.get(domain, 0) + 1
+    return dataset_marker
+
+
 def figure_generalization(runs: pd.DataFrame, png, pdf, *, x: str = "d_mle", y: str = "test_loss",
                           log_y: bool = True) -> pd.DataFrame:
     """Figures 2 and 4: test loss (or accuracy) against an intrinsic dimension, one panel per model.
 
     Each point is one (model, dataset, N): the mean over seeds, with 95% Student-t intervals over
     seeds in y and x. Colour = domain, marker = dataset, marker size grows with N and a thin line
-    joins a dataset's points in N order. The dashed line per domain is the least-squares fit of
-    log y (y when not ``log_y``) on x over the plotted points. Rows with a non-finite x or y (or
-    y <= 0 on a log axis) are left out and counted in a note on the figure.
+    joins a dataset's points in N order. The dashed curve per domain is :func:`inverse_d_guide`
+    over its plotted points: log y (y when not ``log_y``) = c0 + c1 / x, the law's form. Rows
+    with a non-finite x or y (or y <= 0 on a log axis) are left out and counted in a note.
 
     Returns one row per (model, dataset, domain, n_train): ``x``, ``x_mean``, ``x_ci_low``,
     ``x_ci_high``, ``y``, ``y_mean``, ``y_ci_low``, ``y_ci_high`` (column names in ``x``/``y``),
     ``n_seeds`` and, when runs has ``fitted``, ``n_unfitted`` (seeds whose model did not fit its
-    training set; they are plotted, not dropped).
+    training set; they are plotted, not dropped). The guide coefficients (model, domain, c0, c1,
+    n_points) are in ``result.attrs["guides"]``.
     """
     _require(runs, RUN_KEYS + ["seed", x, y], "figure_generalization")
     if len(runs) == 0:
@@ -288,34 +411,28 @@ def figure_generalization(runs: pd.DataFrame, png, pdf, *, x: str = "d_mle", y: 
     domains = _domain_order(summary["domain"])
     palette = _palette(domains)
     datasets = _dataset_order(summary, domains)
-    first_domain = summary.groupby("dataset")["domain"].first()
-    dataset_marker, count = {}, {}
-    for name in datasets:  # markers cycle within each domain, so colour + marker names a dataset
-        domain = first_domain[name]
-        dataset_marker[name] = (MARKERS[count.get(domain, 0) % len(MARKERS)], domain)
-        count[domain] = count.get(domain, 0) + 1
+    dataset_marker = _dataset_markers(summary, datasets)
     sizes = _size_of(summary["n_train"])
 
     plot = summary.rename(columns={"x_mean": "xv", "x_ci_low": "xv_ci_low", "x_ci_high": "xv_ci_high",
                                    "y_mean": "yv", "y_ci_low": "yv_ci_low", "y_ci_high": "yv_ci_high"})
     sns.set_theme(style="whitegrid", context="paper")
     fig, axes = _facet_axes(len(models), ncols=4)
-    n_fits = 0
+    guides = []
     for ax, model in zip(axes, models):
         panel = plot[plot["model"] == model]
         for (dataset, domain), points in panel.groupby(["dataset", "domain"], sort=False):
             _errorbars(ax, points, "xv", "yv", color=palette[domain], marker=dataset_marker[dataset][0],
                        size=points["n_train"].map(sizes).to_numpy(), line=True)
         for domain, points in panel.groupby("domain"):
+            points = points[points["xv"] > 0]  # 1/d needs d > 0
             if points["xv"].nunique() < 2:
                 continue
-            target = np.log(points["yv"]) if log_y else points["yv"]
-            slope, intercept = np.polyfit(points["xv"], target, 1)
-            grid = np.linspace(points["xv"].min(), points["xv"].max(), 50)
-            fit = intercept + slope * grid
-            ax.plot(grid, np.exp(fit) if log_y else fit, color=palette[domain], linestyle="--",
+            c0, c1 = inverse_d_guide(points["xv"], points["yv"], log_y=log_y)
+            grid = np.linspace(points["xv"].min(), points["xv"].max(), 100)
+            ax.plot(grid, inverse_d_curve(grid, c0, c1, log_y=log_y), color=palette[domain], linestyle="--",
                     linewidth=1.0, alpha=0.8, zorder=1)
-            n_fits += 1
+            guides.append({"model": model, "domain": domain, "c0": c0, "c1": c1, "n_points": len(points)})
         if log_y:
             ax.set_yscale("log")
         _frame_points(ax, panel["xv"], panel["yv"], log_y=log_y)
@@ -327,8 +444,11 @@ def figure_generalization(runs: pd.DataFrame, png, pdf, *, x: str = "d_mle", y: 
         notes.append(f"{n_dropped} run(s) without a finite {x} / {y}" + (" > 0" if log_y else "") + " left out")
     if "n_unfitted" in summary and summary["n_unfitted"].sum():
         notes.append(f"{int(summary['n_unfitted'].sum())} run(s) did not fit their training set (plotted)")
-    if n_fits:
-        notes.append("dashed: least-squares fit of " + ("log " if log_y else "") + "y on x over a domain's points")
+    if guides:
+        notes.append("dashed: least-squares fit of " + ("log y" if log_y else "y") + " = c0 + c1 / "
+                     + _symbol(x) + " over a domain's points ("
+                     + ("the scaling law's form at fixed N" if log_y else "the loss law's 1/d form")
+                     + "; a guide only)")
     if notes:
         fig.text(0.01, -0.02, "; ".join(notes), fontsize=7, ha="left", va="top")
     fig.legend(handles=_legend_handles(domains, palette, datasets, dataset_marker, sizes),
@@ -336,80 +456,123 @@ def figure_generalization(runs: pd.DataFrame, png, pdf, *, x: str = "d_mle", y: 
     fig.suptitle(f"{_label(y)} vs {_label(x)} per dataset and training size N\n({CI_NOTE})")
     fig.tight_layout()
     save_figure(fig, png, pdf)
+    summary.attrs["guides"] = pd.DataFrame(guides, columns=["model", "domain", "c0", "c1", "n_points"])
     return summary
 
 
-def figure_sharpness_robustness(attacks: pd.DataFrame, png, pdf, *, attack: str = "fgsm") -> pd.DataFrame:
-    """Figure 3: adversarial loss penalty against label sharpness K_F; rows = model, columns = eps.
+def _eps_text(eps_255) -> str:
+    return f"{float(eps_255):g}/255"
 
-    Points are (dataset, N) means over seeds (the very points whose Pearson r across datasets,
-    averaged over N, is Table 1's r) with 95% Student-t intervals over seeds; colour = domain,
-    marker size grows with N. Each panel's r is ``analysis.sharpness_correlations`` of the same
-    rows. Rows with a non-finite K_F (a split with identical images of different labels) or loss
-    penalty are dropped first and counted in a note on the figure.
 
-    Returns one row per panel: model, attack, eps, eps_255, r and the other columns of
-    sharpness_correlations (r_sd, r_min, r_max, n_sizes, n_datasets, p_max, n_significant), plus
-    ``n_points`` and ``n_dropped_nonfinite`` (the latter for the whole attack). The plotted points
-    are in ``result.attrs["points"]``.
+def figure_sharpness_robustness(attacks: pd.DataFrame, png, pdf, *, attack: str = "fgsm",
+                                eps_255: float | None = 2, y: str = "loss_penalty",
+                                kf: str = "k_f_255", level: float = 0.95) -> pd.DataFrame:
+    """Figure 3: an attack's loss penalty (or ``y``) against label sharpness K_F, one panel per model.
+
+    Each point is a dataset: its mean over N of the per-N means over seeds, with a 95% t-interval
+    over those per-N means (:func:`analysis.sharpness_points`, so one N gives no interval);
+    colour = domain, marker = dataset. Each panel's title has Table 1's r for those rows
+    (:func:`analysis.sharpness_correlations`, same rows, same statistic) with its p-value.
+
+    ``eps_255`` picks the budget in 1/255 units (the paper's Figure 3: 2/255); when it is not
+    among the attack's budgets the smallest is shown and the figure says so. ``eps_255=None``
+    draws every budget: one row per model, one column per eps. Rows with a non-finite K_F or ``y``
+    are left out and counted in the note.
+
+    Returns Table 1's rows for the plotted panels (model, attack, eps_255 and the columns of
+    sharpness_correlations) plus ``n_dropped_nonfinite`` (for the whole attack); the plotted
+    points are ``result.attrs["points"]`` and the budget note ``result.attrs["eps_note"]``.
     """
-    from .analysis import sharpness_correlations
-
-    keys = ["model", "dataset", "domain", "n_train", "seed", "attack", "eps", "eps_255"]
-    _require(attacks, keys + ["k_f", "loss_penalty"], "figure_sharpness_robustness")
+    keys = ["model", "attack", "eps_255"]
+    _require(attacks, keys + ["dataset", "domain", "n_train", kf, y], "figure_sharpness_robustness")
     chosen = attacks[attacks["attack"] == attack]
     if len(chosen) == 0:
         raise ValueError(f"figure_sharpness_robustness: no rows for attack {attack!r}; "
                          f"attacks present: {sorted(attacks['attack'].unique())}")
-    rows, n_dropped = _finite_rows(chosen, ["k_f", "loss_penalty"])
-    if len(rows) == 0:
-        raise ValueError(f"figure_sharpness_robustness: no {attack!r} row has a finite k_f and loss_penalty")
-    correlations = sharpness_correlations(rows, by=("model", "attack", "eps"))
-    eps_255 = rows.groupby("eps")["eps_255"].first()
-    correlations.insert(3, "eps_255", correlations["eps"].map(eps_255).to_numpy())
-    points = _seed_summary(rows, ["model", "eps", "dataset", "domain", "n_train"], ["k_f", "loss_penalty"])
-    counts = points.groupby(["model", "eps"]).size()
-    correlations["n_points"] = [int(counts.get((m, e), 0)) for m, e in zip(correlations["model"], correlations["eps"])]
+    try:
+        budgets = sorted(pd.to_numeric(chosen["eps_255"], errors="raise").unique())
+    except (TypeError, ValueError) as error:
+        raise ValueError(f"figure_sharpness_robustness: column 'eps_255' is not numeric: {error}") from error
+    eps_note = ""
+    if eps_255 is None:
+        epsilons = budgets
+    elif any(np.isclose(eps_255, b) for b in budgets):
+        epsilons = [b for b in budgets if np.isclose(eps_255, b)]
+    else:
+        epsilons = budgets[:1]
+        eps_note = (f"$\\epsilon$ = {_eps_text(eps_255)} is not among the budgets "
+                    f"({', '.join(_eps_text(b) for b in budgets)}): the smallest, {_eps_text(budgets[0])}, is shown")
+    chosen = chosen[chosen["eps_255"].isin(epsilons)]
+    points = sharpness_points(chosen, keys, x=kf, y=y, level=level)
+    n_dropped = points.attrs["n_dropped"]
+    if len(points) == 0:
+        raise ValueError(f"figure_sharpness_robustness: no {attack!r} row has a finite {kf!r} and {y!r}")
+    correlations = sharpness_correlations(chosen, keys, x=kf, y=y, level=level)
     correlations["n_dropped_nonfinite"] = n_dropped
 
     models = sorted(points["model"].unique(), key=lambda m: natural_key(str(m)))
-    epsilons = sorted(points["eps"].unique())
     domains = _domain_order(points["domain"])
     palette = _palette(domains)
-    sizes = _size_of(points["n_train"])
-    r_of = correlations.set_index(["model", "eps"])["r"]
+    datasets = _dataset_order(points, domains)
+    dataset_marker = _dataset_markers(points, datasets)
+    by_panel = correlations.set_index(["model", "eps_255"])
     sns.set_theme(style="whitegrid", context="paper")
-    fig, axes = plt.subplots(len(models), len(epsilons), figsize=(3.3 * len(epsilons), 2.9 * len(models)),
-                             squeeze=False, sharex=True)
-    for i, model in enumerate(models):
-        for j, eps in enumerate(epsilons):
-            ax = axes[i, j]
-            panel = points[(points["model"] == model) & (points["eps"] == eps)]
-            for domain, group in panel.groupby("domain"):
-                _errorbars(ax, group, "k_f", "loss_penalty", color=palette[domain], marker="o",
-                           size=group["n_train"].map(sizes).to_numpy())
-            _frame_points(ax, panel["k_f"], panel["loss_penalty"])
-            r = r_of.get((model, eps), np.nan)
-            r_text = "r = n/a" if not np.isfinite(r) else f"r = {r:.2f}"
-            ax.set_title(f"{model}, $\\epsilon$ = {eps_255[eps]}/255, {r_text}", fontsize=8)
-            ax.set_xlabel(_label("k_f") if i == len(models) - 1 else "")
-            ax.set_ylabel(f"{attack.upper()} loss penalty" if j == 0 else "")
-    note = ("r: Pearson r across datasets at each N, averaged over N (Table 1)"
-            + (f"; {n_dropped} row(s) with non-finite $\\hat K_F$ or loss penalty left out" if n_dropped else ""))
-    fig.text(0.01, -0.01, note, fontsize=7, ha="left", va="top")
-    fig.legend(handles=_legend_handles(domains, palette, sizes=sizes), loc="upper left",
+    if eps_255 is None:  # a grid: rows = models, columns = eps
+        fig, grid = plt.subplots(len(models), len(epsilons), figsize=(3.3 * len(epsilons), 2.9 * len(models)),
+                                 squeeze=False)
+        panels = [(grid[i, j], m, e) for i, m in enumerate(models) for j, e in enumerate(epsilons)]
+    else:
+        fig, axes = _facet_axes(len(models), ncols=4, width=4.0, height=3.4)
+        panels = [(ax, m, epsilons[0]) for ax, m in zip(axes, models)]
+    penalty = f"{attack.upper()} {_label(y).replace('adversarial ', '')}"
+    for ax, model, eps in panels:
+        panel = points[(points["model"] == model) & (points["eps_255"] == eps)]
+        for row in panel.itertuples(index=False):
+            row = row._asdict()
+            ax.errorbar([row[kf]], [row[y]],
+                        xerr=[[row[kf] - row[f"{kf}_ci_low"]], [row[f"{kf}_ci_high"] - row[kf]]],
+                        yerr=[[row[y] - row[f"{y}_ci_low"]], [row[f"{y}_ci_high"] - row[y]]],
+                        fmt=dataset_marker[row["dataset"]][0], color=palette[row["domain"]],
+                        markeredgecolor="black", markeredgewidth=0.4, markersize=6, elinewidth=0.9,
+                        capsize=2, alpha=0.9, zorder=3)
+        _frame_points(ax, panel[kf], panel[y])
+        stats_row = by_panel.loc[(model, eps)] if (model, eps) in by_panel.index else None
+        if stats_row is None or not np.isfinite(stats_row["r"]):
+            r_text = "r = n/a"
+        else:
+            p = stats_row["p_value"]
+            r_text = f"r = {stats_row['r']:.2f} (p {'< 0.001' if p < 0.001 else f'= {p:.3f}'})"
+        title = f"{model}, $\\epsilon$ = {_eps_text(eps)}" if eps_255 is None else str(model)
+        ax.set_title(f"{title}\n{r_text}", fontsize=8)
+        ax.set_xlabel(_label(kf))
+        ax.set_ylabel(penalty)
+    notes = [f"each point a dataset: mean over N of the means over seeds; bars: {level:.0%} t-CI over N; "
+             "r: Pearson r across datasets of these means (Table 1)"]
+    if eps_note:
+        notes.append(eps_note)
+    if n_dropped:
+        notes.append(f"{n_dropped} row(s) with a non-finite $\\hat K_F$ or {y} left out")
+    fig.text(0.01, -0.01, "\n".join(notes), fontsize=7, ha="left", va="top")
+    fig.legend(handles=_legend_handles(domains, palette, datasets, dataset_marker), loc="upper left",
                bbox_to_anchor=(1.0, 0.95), frameon=False, fontsize=7)
-    fig.suptitle(f"{attack.upper()} loss penalty vs label sharpness per dataset and N\n({CI_NOTE})")
+    budget = "" if eps_255 is None else f" at $\\epsilon$ = {_eps_text(epsilons[0])}"
+    fig.suptitle(f"{penalty}{budget} vs label sharpness, per dataset")
     fig.tight_layout()
     save_figure(fig, png, pdf)
     correlations.attrs["points"] = points
+    correlations.attrs["eps_note"] = eps_note
     return correlations
 
 
-def figure_repr_vs_data(runs: pd.DataFrame, png, pdf, *, x: str = "d_mle",
-                        y: str = "d_repr_twonn") -> tuple[pd.DataFrame, float]:
+# Figure 5 compares d_repr with d_data measured by the same estimator (main: MLE; App. E.2: TwoNN).
+REPR_VS_DATA_COLUMNS = {"mle": ("d_mle", "d_repr_mle"), "twonn": ("d_twonn", "d_repr_twonn")}
+
+
+def figure_repr_vs_data(runs: pd.DataFrame, png, pdf, *, estimator: str = "mle") -> tuple[pd.DataFrame, float]:
     """Figure 5: intrinsic dimension of the learned representation against that of the data.
 
+    Both axes use one ``estimator`` (:data:`REPR_VS_DATA_COLUMNS`): "mle" plots d_repr_mle
+    against d_mle (the paper's Figure 5), "twonn" d_repr_twonn against d_twonn (App. E.2).
     Points are (model, dataset, N) means over seeds with 95% Student-t intervals over seeds in
     both axes; colour = domain, marker = model. The dotted line is y = x. The fraction of plotted
     points with mean d_repr <= mean d_data is written on the figure and returned. Rows with a
@@ -419,6 +582,10 @@ def figure_repr_vs_data(runs: pd.DataFrame, png, pdf, *, x: str = "d_mle",
     ``x``, ``x_mean``, ``x_ci_low``, ``x_ci_high``, ``y``, ``y_mean``, ``y_ci_low``, ``y_ci_high``,
     ``n_seeds`` and ``repr_le_data`` (y_mean <= x_mean).
     """
+    if estimator not in REPR_VS_DATA_COLUMNS:
+        raise ValueError(f"figure_repr_vs_data: estimator must be one of {list(REPR_VS_DATA_COLUMNS)}, "
+                         f"not {estimator!r}")
+    x, y = REPR_VS_DATA_COLUMNS[estimator]
     _require(runs, RUN_KEYS + ["seed", x, y], "figure_repr_vs_data")
     rows, n_dropped = _finite_rows(runs, [x, y])
     if len(rows) == 0:
@@ -462,7 +629,9 @@ def figure_repr_vs_data(runs: pd.DataFrame, png, pdf, *, x: str = "d_mle",
     if n_dropped:
         fig.text(0.01, -0.01, f"{n_dropped} run(s) without a finite {x} / {y} left out", fontsize=7,
                  ha="left", va="top")
-    ax.set_title(f"Representation vs data intrinsic dimension\nper model, dataset and N ({CI_NOTE})", fontsize=9)
+    name = {"mle": "MLE", "twonn": "TwoNN"}[estimator]
+    ax.set_title(f"Representation vs data intrinsic dimension, both by {name}\n"
+                 f"per model, dataset and N ({CI_NOTE})", fontsize=9)
     fig.tight_layout()
     save_figure(fig, png, pdf)
     return summary, fraction

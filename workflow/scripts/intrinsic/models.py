@@ -104,11 +104,52 @@ def final_linear(model: nn.Module) -> nn.Linear:
     return layer
 
 
+# Where d_repr is measured (config/README.md, evaluation.representation_layer):
+#   final_linear_input  the input of the last nn.Linear (paper's text): ResNet: the globally
+#                       average-pooled layer4 output (512 / 2048 features); VGG: the output of
+#                       the second hidden linear layer after its ReLU and (eval-mode) dropout, 4096.
+#   last_conv_block     the output of the last convolutional block, before any global pooling,
+#                       flattened: ResNet: layer4 (C x H/32 x W/32); VGG: ``features`` (ending
+#                       with its fifth max-pool, 512 x H/32 x W/32), before ``avgpool``.
+#   authors_penultimate the layer the released code hooks (which_repr_layer = "penultimate" in
+#                       estimate_reprdim_allmodels.py, depth from nnutils.get_repr_layer_depth):
+#                       ResNet: layer4's output (= last_conv_block); VGG: the output of the second
+#                       hidden linear layer, classifier[3], BEFORE its ReLU.
+REPRESENTATION_LAYERS = ("final_linear_input", "last_conv_block", "authors_penultimate")
+
+
+def representation_hook(model: nn.Module, layer: str = "final_linear_input") -> tuple[nn.Module, bool]:
+    """(module to hook, True to take its input / False its output) for ``layer``."""
+    if layer not in REPRESENTATION_LAYERS:
+        raise ValueError(f"unknown representation layer {layer!r}; choose one of {', '.join(REPRESENTATION_LAYERS)}")
+    if layer == "final_linear_input":
+        return final_linear(model), True
+    if hasattr(model, "layer4"):  # ResNet: both other choices are layer4's output
+        return model.layer4, False
+    if not (hasattr(model, "features") and hasattr(model, "classifier")):
+        raise TypeError(f"representation layer {layer!r} needs a torchvision ResNet or VGG, "
+                        f"got {type(model).__name__}")
+    if layer == "last_conv_block":
+        return model.features, False
+    linears = [m for m in model.classifier if isinstance(m, nn.Linear)]
+    if len(linears) < 2:
+        raise TypeError(f"expected a VGG classifier with hidden linear layers, got {len(linears)} linear layer(s)")
+    return linears[-2], False
+
+
 @torch.no_grad()
-def representations(model: nn.Module, images: torch.Tensor, batch_size: int = 256) -> torch.Tensor:
-    """Inputs of the final linear layer for ``images`` (float32, eval mode), shape (n, features)."""
+def representations(model: nn.Module, images: torch.Tensor, batch_size: int = 256,
+                    layer: str = "final_linear_input") -> torch.Tensor:
+    """The representations of ``images`` at ``layer`` (see REPRESENTATION_LAYERS), float32, eval
+    mode, flattened to shape (n, features)."""
+    module, take_input = representation_hook(model, layer)
     captured: list[torch.Tensor] = []
-    hook = final_linear(model).register_forward_hook(lambda _m, inputs, _out: captured.append(inputs[0].float().cpu()))
+
+    def capture(_module, inputs, output):
+        # copy=True: VGG's next ReLU is in-place and would otherwise overwrite a CPU capture.
+        captured.append((inputs[0] if take_input else output).flatten(1).to("cpu", torch.float32, copy=True))
+
+    hook = module.register_forward_hook(capture)
     device = model_device(model)
     try:
         with eval_mode(model):

@@ -1,14 +1,22 @@
-"""Dataset properties of one training split: d_data (MLE, TwoNN) and label sharpness K_F."""
+"""Dataset properties: d_data (MLE, TwoNN) of each training split, and label sharpness K_F of
+each (dataset, class pair).
+
+K_F is a property of the dataset (Konz & Mazurowski 2024, Sec. 3.2: M class-balanced samples
+*from the dataset*, all M^2 pairs), not of a training split: it is computed once per class pair
+from every image of the pair in the cache (the pool the splits draw from), with a sample that
+depends only on the dataset and the pair, and joined to every split and run of that pair.
+"""
 
 from __future__ import annotations
 
 import time
+import zlib
 
 import numpy as np
 
 from .cache import DatasetCache
-from .estimators import intrinsic_dimension, label_sharpness
-from .splits import Split
+from .estimators import balanced_sample, intrinsic_dimension, label_sharpness
+from .splits import Split, class_pair_order
 
 
 def split_properties(
@@ -18,16 +26,12 @@ def split_properties(
     seed: int,
     knn_k: int = 20,
     twonn_discard_fraction: float = 0.1,
-    sharpness_samples: int = 1000,
 ) -> dict:
-    """Properties of the training images of ``split``, as one flat record for the tidy table."""
+    """d_data of the training images of ``split``, as one flat record for the tidy table."""
     started = time.perf_counter()
     # Sorted indices read a memory-mapped cache sequentially; the uint8 copy is n*C*H*W bytes.
     train = np.asarray(cache.images[np.sort(split.train_idx)])
-    order = np.argsort(split.train_idx)
-    labels = split.train_y[order]
     ids = intrinsic_dimension(train, k=knn_k, discard_fraction=twonn_discard_fraction)
-    k_f = label_sharpness(train, labels, m=sharpness_samples, seed=seed)
     meta = cache.meta
     return {
         "dataset": meta["dataset"],
@@ -38,13 +42,60 @@ def split_properties(
         "classes": f"{split.classes[0]} vs {split.classes[1]}",
         "d_mle": ids["d_mle"],
         "d_twonn": ids["d_twonn"],
-        "k_f": k_f,
         "n_duplicates": ids["n_duplicates"],
         "n_features": int(np.prod(train.shape[1:])),
         "resolution": int(meta["resolution"]),
         "channels": int(meta["channels"]),
         "knn_k": int(knn_k),
-        "sharpness_samples": int(min(sharpness_samples, len(split.train_idx))),
         "d_true": meta.get("provenance", {}).get("d_true"),
         "seconds": round(time.perf_counter() - started, 3),
     }
+
+
+def pair_sharpness(cache: DatasetCache, pair: tuple[int, int], samples: int = 1000) -> dict:
+    """K_F of one class pair over M = ``samples`` class-balanced images of the whole dataset."""
+    started = time.perf_counter()
+    name = cache.meta["dataset"]
+    pool = np.flatnonzero(np.isin(cache.labels, pair))
+    binary = (cache.labels[pool] == pair[1]).astype(np.int64)
+    # The sample depends on the dataset and the pair only, so every seed, N and model of the
+    # pair sees the same K_F. crc32 (unlike hash()) is stable across processes.
+    rng_seed = [zlib.crc32(name.encode()), int(pair[0]), int(pair[1]), 2]
+    # Draw the balanced sample first and read only its rows from the memory-mapped cache;
+    # label_sharpness then takes all of them (a balanced set of at most m).
+    chosen = balanced_sample(binary, samples, rng_seed)
+    images = np.asarray(cache.images[pool[chosen]])  # chosen is sorted: sequential reads
+    result = label_sharpness(images, binary[chosen], m=len(chosen))
+    classes = cache.classes
+    return {
+        "dataset": name,
+        "domain": cache.meta["domain"],
+        "classes": f"{classes[pair[0]]} vs {classes[pair[1]]}",
+        "k_f": result["k_f"],
+        "k_f_255": result["k_f"] / 255,
+        "kf_samples": result["kf_samples"],
+        "kf_zero_distance_pairs": result["kf_zero_distance_pairs"],
+        "n_pool": int(len(pool)),
+        "resolution": int(cache.meta["resolution"]),
+        "channels": int(cache.meta["channels"]),
+        "seconds": round(time.perf_counter() - started, 3),
+    }
+
+
+def dataset_sharpness(cache: DatasetCache, seeds: list[int], pairings: int = 25, samples: int = 1000,
+                      class_pairs: list[list[str]] | None = None) -> list[dict]:
+    """K_F of every class pair the workflow uses: the pairs of ``seeds`` (see
+    ``splits.choose_class_pair``) and the first ``pairings`` distinct pairs of the dataset's pair
+    order, which Fig. 1 averages (marked ``fig1``). One record per pair, in pair order."""
+    name = cache.meta["dataset"]
+    order = class_pair_order(name, cache.classes, cache.labels, class_pairs)
+    used = {}
+    for seed in seeds:
+        used.setdefault(seed % len(order), []).append(int(seed))
+    records = []
+    for index in sorted(set(range(min(pairings, len(order)))) | set(used)):
+        record = pair_sharpness(cache, order[index], samples)
+        record.update(pair_index=index, fig1=index < pairings,
+                      seeds=" ".join(map(str, sorted(used.get(index, [])))))
+        records.append(record)
+    return records

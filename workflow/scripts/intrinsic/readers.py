@@ -1065,6 +1065,9 @@ def read_medmnist(
                    min_per_class, provenance, context)
 
 
+# Options that name a file or folder (relative ones are resolved by sources.load_source).
+PATH_OPTIONS = ("root", "csv", "labels_csv", "npz")
+
 READERS: dict[str, Callable[..., RawDataset]] = {
     "torchvision": read_torchvision,
     "image_folder": read_image_folder,

@@ -38,13 +38,15 @@ def resolve_device(name: str) -> str:
 
 
 def train_settings(model: str, training: dict, seed: int, device: str) -> TrainConfig:
-    """The TrainConfig of one run from the config's ``training`` section."""
+    """The TrainConfig of one run from the config's ``training`` section (whose
+    ``model_settings`` already hold any dataset override: common.smk, training_settings)."""
     per_model = training["model_settings"][model]
     return TrainConfig(
         learning_rate=float(per_model["learning_rate"]),
         batch_size=int(per_model["batch_size"]),
         weight_decay=float(training["weight_decay"]),
         max_epochs=int(training["max_epochs"]),
+        mode=str(training["mode"]),
         fit_threshold=float(training["fit_threshold"]),
         fit_patience=int(training["fit_patience"]),
         seed=int(seed),
@@ -73,7 +75,8 @@ def _as_tensors(images: np.ndarray, labels: np.ndarray) -> tuple[torch.Tensor, t
 
 def checkpoint_path(folder: str | Path, config: TrainConfig) -> Path:
     """The checkpoint of one run's settings: a changed setting starts fresh instead of failing
-    on a stale checkpoint. Device and max_epochs may change without losing the checkpoint."""
+    on a stale checkpoint. Device and max_epochs may change without losing the checkpoint; the
+    training mode may not (an until_fit run stops where a fixed_epochs run goes on)."""
     settings = {k: v for k, v in config.to_dict().items() if k not in ("device", "max_epochs")}
     tag = "_".join(f"{k}={settings[k]}" for k in sorted(settings))
     return Path(folder) / f"{hashlib.sha256(tag.encode()).hexdigest()[:12]}.pt"
@@ -106,8 +109,10 @@ def train_run(keys: dict, cache_folder, split_path, config: TrainConfig, model_p
 
 def evaluate_run(keys: dict, cache_folder, split_path, model_path, training_record, evaluation_path,
                  *, eps_255: list[int], attacks: list[str], pgd_steps: int, knn_k: int,
-                 batch_size: int = 256, device: str = "auto") -> dict:
-    """Generalization, robustness, d_repr and Jacobian norm of one trained model (float32)."""
+                 batch_size: int = 256, device: str = "auto",
+                 representation_layer: str = "final_linear_input") -> dict:
+    """Generalization, robustness, d_repr (at ``representation_layer``, models.REPRESENTATION_LAYERS)
+    and Jacobian norm of one trained model (float32)."""
     started = time.perf_counter()
     device = resolve_device(device)
     model, _ = load_model(model_path, device)
@@ -117,7 +122,8 @@ def evaluate_run(keys: dict, cache_folder, split_path, model_path, training_reco
     test_x, test_y = _as_tensors(*arrays["test"])
     on_train = evaluate(model, train_x, train_y, batch_size)
     on_test = evaluate(model, test_x, test_y, batch_size)
-    representation = representation_dimension(model, train_x, k=knn_k, batch_size=batch_size)
+    representation = representation_dimension(model, train_x, k=knn_k, batch_size=batch_size,
+                                              layer=representation_layer)
     penalties = attack_penalties(model, test_x, test_y, [e / 255 for e in eps_255], attacks,
                                  batch_size=batch_size, pgd_steps=pgd_steps, seed=int(keys["seed"]),
                                  clean=on_test)
@@ -126,6 +132,7 @@ def evaluate_run(keys: dict, cache_folder, split_path, model_path, training_reco
         "domain": meta["domain"],
         "epochs": trained["epochs"],
         "max_epochs": trained["settings"]["max_epochs"],
+        "training_mode": trained["settings"]["mode"],
         "fitted": trained["fitted"],
         "learning_rate": trained["settings"]["learning_rate"],
         "batch_size": trained["settings"]["batch_size"],
@@ -134,6 +141,7 @@ def evaluate_run(keys: dict, cache_folder, split_path, model_path, training_reco
         "test_loss": on_test["loss"],
         "test_accuracy": on_test["accuracy"],
         **representation,
+        "representation_layer": representation_layer,
         "jacobian_norm": jacobian_norm(model, test_x, batch_size),
         "n_test": len(test_y),
         "train_seconds": trained["train_seconds"],

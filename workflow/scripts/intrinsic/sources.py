@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import inspect
 import logging
+import os
+from pathlib import Path
 
 from . import embedded, readers
 from .cache import DatasetError, RawDataset
@@ -25,6 +27,7 @@ def load_source(
     log: logging.Logger | None = None,
     size: int | None = None,
     channels: int | None = None,
+    base_dir: str | os.PathLike | None = None,
 ) -> RawDataset:
     """The RawDataset of catalog entry ``name``.
 
@@ -32,6 +35,8 @@ def load_source(
     size, channels: the cache geometry; when both are given, readers resize in their workers
     (in parallel) instead of leaving all resizing to ``cache.prepare`` (serial). Either way the
     cache written from the result is the same.
+    base_dir: folder that relative file options (``readers.PATH_OPTIONS``) are relative to; the
+    workflow passes its own folder, so vendored data (data/) is found from any working directory.
     """
     if not isinstance(source, dict) or "type" not in source:
         raise DatasetError(f"dataset {name!r}: 'source' must be a mapping with a 'type', got {source!r}")
@@ -48,6 +53,11 @@ def load_source(
     unknown = sorted(set(options) - set(valid))
     if unknown:
         raise DatasetError(f"dataset {name!r}: source type {kind!r} has no option(s) {unknown}; valid options: {valid}")
+    if base_dir is not None:
+        for key in readers.PATH_OPTIONS:
+            value = options.get(key)
+            if isinstance(value, str) and value and not Path(os.path.expanduser(value)).is_absolute():
+                options[key] = str(Path(base_dir) / value)
     context = readers.ReadContext(threads=threads, log=log, size=size, channels=channels)
     if log is not None:
         log.info("%s: reading source type %s with %d worker(s)", name, kind, threads)

@@ -1,7 +1,9 @@
 """Class-balanced train/test splits that are disjoint by group, nested in N, and seeded.
 
 For one (dataset, seed):
-  1. the seed picks the class pair (multi-class sources) and a random order of the groups;
+  1. the seed picks the class pair (multi-class sources: entry seed mod C of a fixed order of
+     the C candidate pairs, so seeds draw distinct pairs while enough exist) and a random
+     order of the groups;
   2. groups are moved, in that order, into the test pool while some class of the pair still
      lacks test images; the test set is n_test/2 random images per class from that pool;
   3. the remaining groups form the training pool, shuffled once per class; the training set of
@@ -65,11 +67,14 @@ def _rng(dataset: str, seed: int) -> np.random.Generator:
     return np.random.default_rng([seed, zlib.crc32(dataset.encode())])
 
 
-def choose_class_pair(dataset: str, classes: list[str], labels: np.ndarray, seed: int,
-                      pairs: list[list[str]] | None = None) -> tuple[int, int]:
-    """The class pair of this seed: the only pair of a binary source, else one drawn by the seed.
+def class_pair_order(dataset: str, classes: list[str], labels: np.ndarray,
+                     pairs: list[list[str]] | None = None) -> list[tuple[int, int]]:
+    """Every candidate class pair of the dataset, in one fixed order drawn for the dataset.
 
-    ``pairs`` restricts the draw to the given class-name pairs.
+    Candidates: the only pair of a binary source, the given class-name ``pairs``, or else every
+    pair of the classes present. Seed s takes entry s mod len(order) (``choose_class_pair``), so
+    seeds 0..len-1 get distinct pairs, and the first P entries are the P distinct pairings whose
+    label sharpness Fig. 1 averages. The order depends only on the dataset and its classes.
     """
     if len(classes) < 2:
         raise DatasetError(f"dataset {dataset!r} has {len(classes)} class(es); a split needs 2")
@@ -77,15 +82,25 @@ def choose_class_pair(dataset: str, classes: list[str], labels: np.ndarray, seed
         unknown = sorted({name for pair in pairs for name in pair} - set(classes))
         if unknown:
             raise DatasetError(f"dataset {dataset!r}: class pairs name unknown classes {unknown}; classes are {classes}")
-        candidates = [tuple(sorted(classes.index(name) for name in pair)) for pair in pairs]
+        candidates = sorted({tuple(sorted(classes.index(name) for name in pair)) for pair in pairs})
     else:
         present = sorted(set(np.unique(labels).tolist()))
         candidates = list(itertools.combinations(present, 2))
-    if len(candidates) == 1:
-        return candidates[0]
-    # A separate stream from the split's own, so the pair does not shift the sample order.
-    pick = np.random.default_rng([seed, zlib.crc32(dataset.encode()), 1]).integers(len(candidates))
-    return candidates[int(pick)]
+    if len(candidates) < 2:
+        return candidates
+    # A separate stream from the splits' own, so the pair does not shift the sample order.
+    order = np.random.default_rng([zlib.crc32(dataset.encode()), 1]).permutation(len(candidates))
+    return [candidates[int(i)] for i in order]
+
+
+def choose_class_pair(dataset: str, classes: list[str], labels: np.ndarray, seed: int,
+                      pairs: list[list[str]] | None = None) -> tuple[int, int]:
+    """The class pair of this seed: entry seed mod C of ``class_pair_order`` (C candidates), so
+    seeds draw distinct pairs while enough exist."""
+    order = class_pair_order(dataset, classes, labels, pairs)
+    if not order:
+        raise DatasetError(f"dataset {dataset!r}: no class pair with images in both classes")
+    return order[seed % len(order)]
 
 
 def make_split(

@@ -9,11 +9,17 @@ import pandas as pd
 
 from .io import atomic_write, read_json
 
-PROPERTY_COLUMNS = [
-    "dataset", "domain", "n_train", "n_test", "seed", "classes", "d_mle", "d_twonn", "k_f",
-    "n_duplicates", "n_features", "resolution", "channels", "knn_k", "sharpness_samples",
-    "d_true", "seconds",
+SPLIT_PROPERTY_COLUMNS = [
+    "dataset", "domain", "n_train", "n_test", "seed", "classes", "d_mle", "d_twonn",
+    "n_duplicates", "n_features", "resolution", "channels", "knn_k", "d_true", "seconds",
 ]
+SHARPNESS_COLUMNS = [
+    "dataset", "domain", "classes", "pair_index", "k_f", "k_f_255", "kf_samples",
+    "kf_zero_distance_pairs", "n_pool", "seeds", "fig1", "resolution", "channels", "seconds",
+]
+# The class pair's K_F joined to each split (and through it to each run).
+PAIR_KEYS = ["dataset", "classes"]
+SHARPNESS_ON_SPLITS = ["pair_index", "k_f", "k_f_255", "kf_samples", "kf_zero_distance_pairs"]
 
 
 def merge_records(paths: list[str | os.PathLike], columns: list[str] | None = None) -> pd.DataFrame:
@@ -30,6 +36,36 @@ def merge_records(paths: list[str | os.PathLike], columns: list[str] | None = No
     return table.sort_values(sort_by, kind="stable").reset_index(drop=True)
 
 
+def property_tables(split_paths: list[str | os.PathLike], sharpness_paths: list[str | os.PathLike]
+                    ) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """(splits, sharpness): one row per split (d_data) joined with its class pair's K_F, and one
+    row per (dataset, class pair) from the per-dataset label_sharpness records."""
+    splits = merge_records(split_paths, SPLIT_PROPERTY_COLUMNS)
+    rows = []
+    for path in sharpness_paths:
+        record = read_json(path)
+        pairs = record.get("pairs") if isinstance(record, dict) else None
+        if not isinstance(pairs, list):
+            raise ValueError(f"{path}: expected {{'pairs': [...]}}, a label_sharpness record")
+        for pair in pairs:
+            missing = [c for c in SHARPNESS_COLUMNS if c not in pair]
+            if missing:
+                raise ValueError(f"{path}: a class pair record lacks {missing}")
+        rows += pairs
+    sharpness = pd.DataFrame(rows, columns=SHARPNESS_COLUMNS)
+    sharpness = sharpness.sort_values(["dataset", "pair_index"], kind="stable").reset_index(drop=True)
+    joined = splits.merge(sharpness[PAIR_KEYS + SHARPNESS_ON_SPLITS], on=PAIR_KEYS, how="left",
+                          validate="many_to_one", indicator=True)
+    orphans = joined[joined.pop("_merge") != "both"]
+    if len(orphans):
+        first = orphans.iloc[0]
+        raise ValueError(f"{len(orphans)} split(s) have no label sharpness of their class pair, e.g. "
+                         f"dataset {first['dataset']!r} classes {first['classes']!r} (seed {first['seed']}); "
+                         "rerun rule label_sharpness for that dataset")
+    order = SPLIT_PROPERTY_COLUMNS[:8] + SHARPNESS_ON_SPLITS + SPLIT_PROPERTY_COLUMNS[8:]
+    return joined[order], sharpness
+
+
 def write_csv(table: pd.DataFrame, path: str | os.PathLike) -> None:
     with atomic_write(Path(path), "w") as handle:
         table.to_csv(handle, index=False)
@@ -37,7 +73,8 @@ def write_csv(table: pd.DataFrame, path: str | os.PathLike) -> None:
 
 # The split a run trains on: the columns joining a run to its dataset properties.
 SPLIT_KEYS = ["dataset", "n_train", "seed"]
-JOINED_PROPERTIES = ["classes", "d_mle", "d_twonn", "k_f", "d_true"]
+JOINED_PROPERTIES = ["classes", "d_mle", "d_twonn", "k_f", "k_f_255", "kf_zero_distance_pairs",
+                     "d_true"]
 # Run columns repeated on every attack row, so attacks.csv stands on its own.
 RUN_COLUMNS_ON_ATTACKS = ["domain", "fitted", "test_loss", "test_accuracy", "d_repr_twonn",
                           "d_repr_mle", "jacobian_norm"]

@@ -12,9 +12,12 @@ Design:
   **full training set** (``history[i]["train_accuracy"]``). The running accuracy of the
   epoch's batches (``running_accuracy``) is reported too, but it is measured in train mode
   (batch-norm batch statistics, dropout) while the weights change, so it is not the accuracy of
-  the model we keep. Training stops once the eval-mode train accuracy is >= ``fit_threshold``
-  for ``fit_patience`` consecutive epochs (default 1: stop at the first epoch that fits), or
-  after ``max_epochs``.
+  the model we keep. ``mode="until_fit"`` (the paper's text): training stops once the eval-mode
+  train accuracy is >= ``fit_threshold`` for ``fit_patience`` consecutive epochs (default 1:
+  stop at the first epoch that fits), or after ``max_epochs``. ``mode="fixed_epochs"`` (the
+  authors' released code): exactly ``max_epochs`` epochs, and the last model is kept;
+  ``fitted`` then says whether that final model meets the same criterion (its last
+  ``fit_patience`` epochs all fit), so analyses can flag runs that did not fit.
 * A final batch of size 1 is merged into the previous batch (batch norm cannot normalize a
   single sample whose feature map is 1x1).
 * Determinism: ``torch.manual_seed(seed)`` before the model is built, the shuffle generator is
@@ -27,7 +30,8 @@ Design:
   and a fingerprint of the data. If ``checkpoint_path`` exists when ``train`` starts, training
   resumes from it; a run killed after epoch k and resumed is bitwise identical (on the CPU) to
   an uninterrupted run. Every config field must match except ``max_epochs`` (which may be raised
-  to continue a run); otherwise ``ValueError`` names the mismatching fields.
+  to continue a run, but not lowered below the checkpoint's epoch); otherwise ``ValueError``
+  names the mismatching fields.
 * ``bf16``: on CUDA only, training forward passes run under ``torch.autocast(bfloat16)`` (the
   fit check is ``evaluation.evaluate`` in float32, like every reported number) with the model
   and data in channels_last memory format; parameters and optimizer state stay float32. Ignored
@@ -58,6 +62,7 @@ CHECKPOINT_FORMAT = 1
 EVAL_BATCH_SIZE = 256
 # Config fields that may differ between a checkpoint and the run resuming it.
 RESUMABLE_FIELDS = ("max_epochs",)
+MODES = ("until_fit", "fixed_epochs")
 
 _log = logging.getLogger(__name__)
 
@@ -69,7 +74,10 @@ class TrainConfig:
     learning_rate: Adam learning rate.
     weight_decay: Adam's L2 penalty (torch.optim.Adam ``weight_decay``).
     batch_size: minibatch size.
-    max_epochs: give up after this many epochs (``fitted`` is then False unless the last fit).
+    max_epochs: until_fit: give up after this many epochs (``fitted`` is then False unless the
+        last fit); fixed_epochs: train exactly this many.
+    mode: "until_fit" (stop once the training set is fitted) or "fixed_epochs" (train
+        ``max_epochs`` epochs whatever the accuracy and keep the last model).
     fit_threshold: eval-mode accuracy over the full training set that counts as "fits".
     fit_patience: consecutive epochs at/above ``fit_threshold`` before stopping (1 = stop at
         the first epoch that fits, which is what "trained until it fits" means).
@@ -84,6 +92,7 @@ class TrainConfig:
     weight_decay: float = 0.0
     batch_size: int = 32
     max_epochs: int = 100
+    mode: str = "until_fit"
     fit_threshold: float = 1.0
     fit_patience: int = 1
     seed: int = 0
@@ -101,6 +110,8 @@ class TrainConfig:
             raise ValueError(f"batch_size must be >= 1, got {self.batch_size}")
         if self.max_epochs < 1:
             raise ValueError(f"max_epochs must be >= 1, got {self.max_epochs}")
+        if self.mode not in MODES:
+            raise ValueError(f"mode must be one of {', '.join(MODES)}, got {self.mode!r}")
         if not 0.0 < self.fit_threshold <= 1.0:
             raise ValueError(f"fit_threshold must be in (0, 1], got {self.fit_threshold}")
         if self.fit_patience < 1:
@@ -115,7 +126,8 @@ class TrainConfig:
 @dataclass
 class TrainResult:
     """model: trained, float32, eval mode, on ``device``. epochs: epochs trained in total
-    (including those before a resume). fitted: the fit criterion was met. history: one dict per
+    (including those before a resume). fitted: the returned model meets the fit criterion (its
+    last ``fit_patience`` epochs reached ``fit_threshold``; in both modes). history: one dict per
     epoch with keys epoch, train_loss (running mean over the epoch's batches, train mode),
     running_accuracy (same, train mode), train_accuracy and eval_loss (eval mode, full training
     set, end of epoch; train_accuracy is what the fit criterion uses), seconds (wall time).
@@ -218,6 +230,11 @@ def _check_checkpoint(ckpt: dict, path: Path, model_name: str, config: TrainConf
             continue
         if key not in saved or saved[key] != value:
             mismatches.append(f"{key} (checkpoint {saved.get(key, '<missing>')!r}, now {value!r})")
+    if int(ckpt.get("epoch", 0)) > config.max_epochs:
+        # A longer run cannot be rewound: resuming it would return a model trained past
+        # max_epochs, unlike an uninterrupted run.
+        mismatches.append(f"max_epochs (checkpoint at epoch {ckpt.get('epoch')}, now {config.max_epochs}; "
+                          "raise max_epochs or delete the checkpoint)")
     if ckpt.get("data_fingerprint") != fingerprint:
         mismatches.append("training data (images/labels fingerprint differs)")
     if mismatches:
@@ -235,7 +252,8 @@ def train(
     progress: bool = False,
     on_epoch_end: Callable[[int, dict], None] | None = None,
 ) -> TrainResult:
-    """Train ``model_name`` from scratch on (n, C, H, W) uint8 images until it fits.
+    """Train ``model_name`` from scratch on (n, C, H, W) uint8 images until it fits (or for
+    exactly ``config.max_epochs`` epochs when ``config.mode == "fixed_epochs"``).
 
     checkpoint_path: written atomically after every epoch; resumed from if it exists; None
         disables checkpointing.
@@ -293,9 +311,11 @@ def train(
             return torch.autocast(device_type="cuda", dtype=torch.bfloat16, enabled=use_bf16)
 
         epoch = start_epoch
-        if streak >= config.fit_patience:
+        # fixed_epochs ignores the fit streak for stopping; it still decides `fitted` below.
+        stop_when_fitted = config.mode == "until_fit"
+        if stop_when_fitted and streak >= config.fit_patience:
             info(f"{model_name}: checkpoint already fits its training set; nothing to train")
-        while streak < config.fit_patience and epoch < config.max_epochs:
+        while epoch < config.max_epochs and not (stop_when_fitted and streak >= config.fit_patience):
             epoch += 1
             started = time.perf_counter()
             model.train()
