@@ -75,7 +75,7 @@ def test_small_grid_runs_as_grouped_slurm_jobs(repo, cluster, tmp_path):
     calls = sbatch_calls(output)
     groups = [re.search(r"--comment (\S+)", call).group(1) for call in calls]
     assert sorted(groups) == sorted(["rule_prepare_dataset_wildcards_digits", "rule_splits_make_split",
-                                     "rule_properties_dataset_properties"]
+                                     "rule_properties_dataset_properties_label_sharpness"]
                                     + ["rule_run_evaluate_model_train_model"] * 2), groups
     job_ids = re.findall(r"has been submitted with SLURM jobid (\d+)", output)
     assert len(set(job_ids)) == len(calls) == 5
