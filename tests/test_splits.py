@@ -73,6 +73,12 @@ def test_class_pairs_restrict_the_draw():
     assert set(drawn) == set(drawn[:2])
     with pytest.raises(DatasetError, match="unknown classes"):
         make_split("toy", labels, groups, classes, 20, 20, 0, pairs=[["class3", "nope"]])
+    for bad in ([["class3", "class3"]], [["class1", "class2", "class3"]]):
+        with pytest.raises(DatasetError, match="two different classes"):
+            class_pair_order("toy", classes, labels, bad)
+    # Only one class has images: no pair, a clear error (not a division by zero downstream).
+    with pytest.raises(DatasetError, match="no class pair with images in both classes"):
+        class_pair_order("toy", classes, np.zeros(10, int))
 
 
 def test_too_few_images_names_dataset_class_and_counts():

@@ -210,20 +210,17 @@ def likelihood_ratio(full: dict, reduced: dict) -> dict:
 
 # ---------------------------------------------------------------------------------- scaling laws
 
-def _fitted_flags(table: pd.DataFrame, column: str) -> np.ndarray:
-    """``column`` as booleans; True/False, 1/0 and their strings (a CSV with gaps reads as text)."""
-    _require_columns(table, [column])
-    values = table[column]
-    if pd.api.types.is_bool_dtype(values):
-        return values.to_numpy(dtype=bool)
-    words = {"true": True, "false": False, "1": True, "0": False, "1.0": True, "0.0": False}
-    flags = []
-    for value in values:
-        flag = words.get(str(value).strip().lower())
-        if flag is None:
-            raise ValueError(f"column {column!r} must be boolean (True/False); found {value!r}")
-        flags.append(flag)
-    return np.array(flags, dtype=bool)
+def as_bool(series: pd.Series, name: str) -> pd.Series:
+    """A boolean column, also when read back from CSV as text ('True'/'False', 1/0): a CSV with
+    gaps reads as text. Anything else is a ValueError naming the column."""
+    if pd.api.types.is_bool_dtype(series):
+        return series
+    mapping = {"true": True, "false": False, "1": True, "0": False, "1.0": True, "0.0": False}
+    text = series.astype(str).str.strip().str.lower()
+    bad = sorted(set(text) - set(mapping))
+    if bad:
+        raise ValueError(f"column {name!r} must be boolean (True/False); found {bad[:3]}")
+    return text.map(mapping).astype(bool)
 
 
 def exclude_unfitted_runs(table: pd.DataFrame, fitted_column: str = "fitted"
@@ -234,7 +231,8 @@ def exclude_unfitted_runs(table: pd.DataFrame, fitted_column: str = "fitted"
     max_epochs has a test loss of a different kind. Raises ValueError naming the column when it is
     missing or not boolean.
     """
-    flags = _fitted_flags(table, fitted_column)
+    _require_columns(table, [fitted_column])
+    flags = as_bool(table[fitted_column], fitted_column).to_numpy(dtype=bool)
     return table.loc[flags], int((~flags).sum())
 
 

@@ -14,7 +14,7 @@ import numpy as np
 import pandas as pd
 import seaborn as sns
 
-from .analysis import mean_t_interval, sharpness_correlations, sharpness_points
+from .analysis import as_bool, mean_t_interval, sharpness_correlations, sharpness_points
 from .io import atomic_write
 
 DOMAIN_ORDER = ["natural", "medical", "synthetic"]
@@ -39,18 +39,6 @@ def save_figure(fig, png: str | os.PathLike, pdf: str | os.PathLike) -> None:
 
 
 D_DATA_COLUMNS = ["d_mle", "d_twonn"]
-
-
-def _as_bool(series: pd.Series, name: str) -> pd.Series:
-    """A boolean column, also when read back from CSV as text ('True'/'False')."""
-    if pd.api.types.is_bool_dtype(series):
-        return series
-    mapping = {"true": True, "false": False, "1": True, "0": False, "1.0": True, "0.0": False}
-    text = series.astype(str).str.strip().str.lower()
-    bad = sorted(set(text) - set(mapping))
-    if bad:
-        raise ValueError(f"column {name!r} must be boolean; found {bad[:3]}")
-    return text.map(mapping).astype(bool)
 
 
 def _dataset_domains(*tables: pd.DataFrame) -> pd.Series:
@@ -95,7 +83,7 @@ def figure_dataset_properties(splits: pd.DataFrame, sharpness: pd.DataFrame, png
             mean, low, high = mean_t_interval(values.to_numpy(float), level)
             rows.append({"dataset": dataset, "measure": column, "mean": mean, "ci_low": low,
                          "ci_high": high, "n": len(values), "over": "seeds"})
-    chosen = sharpness[_as_bool(sharpness["fig1"], "fig1")]
+    chosen = sharpness[as_bool(sharpness["fig1"], "fig1")]
     pairings, n_dropped[kf] = _finite_rows(chosen, [kf])
     zero_pairs = pd.to_numeric(pairings["kf_zero_distance_pairs"], errors="raise").groupby(pairings["dataset"]).sum()
     for dataset, values in pairings.groupby("dataset")[kf]:

@@ -79,6 +79,9 @@ def class_pair_order(dataset: str, classes: list[str], labels: np.ndarray,
     if len(classes) < 2:
         raise DatasetError(f"dataset {dataset!r} has {len(classes)} class(es); a split needs 2")
     if pairs:
+        malformed = [pair for pair in pairs if len(pair) != 2 or len(set(pair)) != 2]
+        if malformed:
+            raise DatasetError(f"dataset {dataset!r}: each class pair must name two different classes; got {malformed}")
         unknown = sorted({name for pair in pairs for name in pair} - set(classes))
         if unknown:
             raise DatasetError(f"dataset {dataset!r}: class pairs name unknown classes {unknown}; classes are {classes}")
@@ -86,7 +89,9 @@ def class_pair_order(dataset: str, classes: list[str], labels: np.ndarray,
     else:
         present = sorted(set(np.unique(labels).tolist()))
         candidates = list(itertools.combinations(present, 2))
-    if len(candidates) < 2:
+    if not candidates:
+        raise DatasetError(f"dataset {dataset!r}: no class pair with images in both classes")
+    if len(candidates) == 1:
         return candidates
     # A separate stream from the splits' own, so the pair does not shift the sample order.
     order = np.random.default_rng([zlib.crc32(dataset.encode()), 1]).permutation(len(candidates))
@@ -98,8 +103,6 @@ def choose_class_pair(dataset: str, classes: list[str], labels: np.ndarray, seed
     """The class pair of this seed: entry seed mod C of ``class_pair_order`` (C candidates), so
     seeds draw distinct pairs while enough exist."""
     order = class_pair_order(dataset, classes, labels, pairs)
-    if not order:
-        raise DatasetError(f"dataset {dataset!r}: no class pair with images in both classes")
     return order[seed % len(order)]
 
 
