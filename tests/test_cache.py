@@ -2,6 +2,7 @@
 
 import json
 import os
+import re
 import stat
 
 import numpy as np
@@ -47,20 +48,66 @@ def test_channel_conversion():
     assert convert_image(np.ones((30, 40, 4)), 8, 3).shape == (3, 8, 8)
 
 
-def test_checksum_detects_corruption(tmp_path):
+def flip_byte(path, offset_from_end=1):
+    """Flip the low bit of one byte of a file in place (the npy data sits at the end)."""
+    data = bytearray(path.read_bytes())
+    data[-offset_from_end] ^= 1
+    path.write_bytes(bytes(data))
+
+
+def test_a_flipped_image_byte_is_caught_when_that_image_is_read(tmp_path):
     write_cache(tmp_path, raw_dataset(), size=8, channels=1, domain="medical")
-    images = np.load(tmp_path / "images.npy")
-    images[0, 0, 0, 0] ^= 1
-    np.save(tmp_path / "images.npy", images)
-    load_cache(tmp_path)  # cheap load: shapes only
-    with pytest.raises(DatasetError, match="checksum mismatch"):
+    flip_byte(tmp_path / "images.npy")  # last byte: image 11
+    cache = load_cache(tmp_path)  # labels, groups and CRCs are intact
+    assert cache.read_images([0, 3, 10]).shape == (3, 1, 8, 8)  # other images verify
+    rebuild = re.escape(f"snakemake --forcerun {tmp_path}")
+    with pytest.raises(DatasetError, match=rf"images\.npy is corrupt \(1 image.*first index 11\).*{rebuild}"):
+        cache.read_images([2, 11])
+    with pytest.raises(DatasetError, match=r"images\.npy is corrupt"):
         load_cache(tmp_path, verify=True)
 
 
-def test_incomplete_cache_is_named(tmp_path):
+@pytest.mark.parametrize("name", ["labels.npy", "groups.npy", "row_crc32.npy"])
+def test_a_flipped_label_group_or_crc_byte_fails_every_load(tmp_path, name):
     write_cache(tmp_path, raw_dataset(), size=8, channels=1, domain="medical")
-    (tmp_path / "meta.json").unlink()
-    with pytest.raises(DatasetError, match=r"incomplete: missing meta.json"):
+    flip_byte(tmp_path / name)
+    with pytest.raises(DatasetError, match=rf"{tmp_path}: labels\.npy, groups\.npy or row_crc32\.npy is corrupt.*--forcerun"):
+        load_cache(tmp_path)
+
+
+def test_truncated_array_and_damaged_meta_are_named(tmp_path):
+    write_cache(tmp_path / "a", raw_dataset(), size=8, channels=1, domain="medical")
+    labels = tmp_path / "a" / "labels.npy"
+    labels.write_bytes(labels.read_bytes()[:-5])
+    with pytest.raises(DatasetError, match=r"cannot read labels\.npy.*--forcerun"):
+        load_cache(tmp_path / "a")
+    write_cache(tmp_path / "b", raw_dataset(), size=8, channels=1, domain="medical")
+    meta = tmp_path / "b" / "meta.json"
+    meta.write_text(meta.read_text()[:40])
+    with pytest.raises(DatasetError, match=rf"meta\.json: cannot read it as JSON.*--forcerun {tmp_path / 'b'}`"):
+        load_cache(tmp_path / "b")
+
+
+def test_stale_staging_folders_of_killed_writers_are_removed(tmp_path):
+    target = tmp_path / "toy"
+    write_cache(target, raw_dataset(), size=8, channels=1, domain="medical")
+    killed = [tmp_path / ".toy.999999.tmp", tmp_path / ".toy.999998.old"]
+    for folder in killed:
+        folder.mkdir()
+        (folder / "images.npy").write_bytes(b"partial")
+    other_dataset = tmp_path / ".toy.v2.999999.tmp"  # another dataset's staging folder stays
+    other_dataset.mkdir()
+    write_cache(target, raw_dataset(), size=8, channels=1, domain="medical")
+    assert not any(folder.exists() for folder in killed) and other_dataset.exists()
+    assert sorted(p.name for p in tmp_path.iterdir()) == [".toy.v2.999999.tmp", "toy"]
+
+
+# row_crc32.npy missing: a cache of an older version of this workflow, to be rebuilt
+@pytest.mark.parametrize("missing", ["meta.json", "row_crc32.npy"])
+def test_incomplete_cache_is_named(tmp_path, missing):
+    write_cache(tmp_path, raw_dataset(), size=8, channels=1, domain="medical")
+    (tmp_path / missing).unlink()
+    with pytest.raises(DatasetError, match=rf"incomplete \(missing {re.escape(missing)}.*--forcerun {tmp_path}`"):
         load_cache(tmp_path)
 
 

@@ -2,6 +2,8 @@
 
 import copy
 import re
+import subprocess
+import sys
 
 import pytest
 import yaml
@@ -58,6 +60,16 @@ def test_schema_fills_defaults(schema):
          "['dataset_model_settings']['digits']['vgg13']"),
         (lambda c: c["evaluation"].update(representation_layer="penultimate"), "penultimate"),
         (lambda c: c["dataset_catalog"]["digits"].update(channels="rgb"), "rgb"),
+        # a class pair naming one class twice: the dataset and the pair
+        (lambda c: c["dataset_catalog"]["digits"].update(class_pairs=[["1", "7"], ["3", "3"]]),
+         ("['dataset_catalog']['digits']['class_pairs'][1]", "['3', '3']")),
+        # dataset names become folder names: a safe character set, at most 64 characters
+        (lambda c: c["dataset_catalog"].update({"a..b": c["dataset_catalog"]["digits"]}), "'a..b'"),
+        (lambda c: c["dataset_catalog"].update({"digits.": c["dataset_catalog"]["digits"]}), "'digits.'"),
+        (lambda c: c["dataset_catalog"].update({".digits": c["dataset_catalog"]["digits"]}), "'.digits'"),
+        (lambda c: c["dataset_catalog"].update({"my digits": c["dataset_catalog"]["digits"]}), "'my digits'"),
+        (lambda c: c["dataset_catalog"].update({"a/b": c["dataset_catalog"]["digits"]}), "'a/b'"),
+        (lambda c: c["dataset_catalog"].update({"d" * 65: c["dataset_catalog"]["digits"]}), "d" * 65),
     ],
 )
 def test_bad_config_names_the_culprit(schema, default_config, edit, culprit):
@@ -65,7 +77,80 @@ def test_bad_config_names_the_culprit(schema, default_config, edit, culprit):
     edit(config)
     with pytest.raises(WorkflowError) as error:
         validate(config, schema)
-    assert culprit in str(error.value)
+    for part in culprit if isinstance(culprit, tuple) else (culprit,):
+        assert part in str(error.value)
+
+
+@pytest.mark.parametrize("name", ["d" * 64, "mnist.v2", "a_b-c.d", "CIFAR10", "x"])
+def test_safe_dataset_names_validate(schema, default_config, name):
+    config = copy.deepcopy(default_config)
+    config["dataset_catalog"][name] = config["dataset_catalog"]["digits"]
+    validate(config, schema)
+
+
+def test_every_shipped_catalog_validates(schema, repo, default_config):
+    """The dataset names of the default, the paper's config and every recipe pass the name rules."""
+    paper = yaml.safe_load((repo / "config" / "paper.yaml").read_text())
+    for config in (default_config, paper):
+        validate(copy.deepcopy(config), schema)
+    for recipe in sorted((repo / "config" / "datasets").glob("*.yaml")):
+        merged = copy.deepcopy(default_config)
+        update_config(merged, yaml.safe_load(recipe.read_text()))
+        validate(merged, schema)
+
+
+# Checks of workflow/rules/common.smk beyond the schema: a dry-run with the config merged over
+# the default one (YAML text, so that .nan and .inf arrive as YAML writes them).
+@pytest.mark.parametrize(
+    ("overlay", "culprits"),
+    [
+        # the MLE needs knn_k neighbours of every training image: N >= knn_k + 1
+        ("splits: {n_train: [20, 40]}\nproperties: {knn_k: 20}\n",
+         ("properties.knn_k = 20", "splits.n_train", "N = 20", "at least 21")),
+        ("splits: {n_train: [64, 10]}\nproperties: {knn_k: 10}\n",
+         ("properties.knn_k = 10", "N = 10")),
+        # TwoNN keeps int(N (1 - fraction)) ratios and needs 2 of them
+        ("properties: {twonn_discard_fraction: 0.95}\n",
+         ("properties.twonn_discard_fraction = 0.95", "splits.n_train", "N = 32")),
+        # non-finite numbers anywhere, named by their key path
+        ("training: {model_settings: {resnet18: {learning_rate: .nan, batch_size: 8}}}\n",
+         ("training.model_settings.resnet18.learning_rate", "nan")),
+        ("training: {weight_decay: .inf}\n", ("training.weight_decay", "inf")),
+        ("training: {fit_threshold: .NaN}\n", ("training.fit_threshold",)),
+        ("dataset_catalog: {retina_lesion: {source: {lesion_contrast: -.inf}}}\n",
+         ("dataset_catalog.retina_lesion.source.lesion_contrast", "-inf")),
+        ("dataset_catalog: {mr_x: {domain: medical, source: {type: nifti, root: x, mask_replace: {a: b},"
+         " percentiles: [1, .nan]}}}\n",
+         ("dataset_catalog.mr_x.source.percentiles[1]",)),
+        # names that differ only in case share one folder on a case-insensitive file system
+        ("dataset_catalog: {Digits: {domain: natural, source: {type: sklearn_digits}}}\n",
+         ("'Digits'", "'digits'")),
+        # names Windows reserves for devices, with or without an extension
+        ("dataset_catalog: {con: {domain: natural, source: {type: sklearn_digits}}}\n", ("'con'",)),
+        ("dataset_catalog: {LPT1.x: {domain: natural, source: {type: sklearn_digits}}}\n", ("'LPT1.x'",)),
+    ],
+    ids=["knn_k_vs_n", "knn_k_vs_unsorted_n", "twonn_discard", "nan", "inf", "NaN_spelling", "minus_inf",
+         "nan_in_list", "case_clash", "windows_device", "windows_device_with_extension"],
+)
+def test_bad_config_stops_the_dry_run_naming_the_culprit(repo, tmp_path, overlay, culprits):
+    (tmp_path / "overlay.yaml").write_text(overlay)
+    command = [sys.executable, "-m", "snakemake", "-s", str(repo / "Snakefile"), "-d", str(tmp_path), "-n",
+               "--configfile", str(tmp_path / "overlay.yaml")]
+    result = subprocess.run(command, capture_output=True, text=True)
+    output = result.stdout + result.stderr
+    assert result.returncode != 0, output
+    for culprit in culprits:
+        assert culprit in output, output
+    assert "WorkflowError" in output or "Error" in output, output
+
+
+def test_smallest_n_equal_to_knn_k_plus_one_dry_runs(repo, tmp_path):
+    """The bound is tight: the smallest N = knn_k + 1 (knn_k 11, N 12) is accepted."""
+    (tmp_path / "overlay.yaml").write_text("splits: {n_train: [12, 40]}\nproperties: {knn_k: 11}\n")
+    command = [sys.executable, "-m", "snakemake", "-s", str(repo / "Snakefile"), "-d", str(tmp_path), "-n",
+               "--quiet", "rules", "--configfile", str(tmp_path / "overlay.yaml")]
+    result = subprocess.run(command, capture_output=True, text=True)
+    assert result.returncode == 0, result.stdout + result.stderr
 
 
 def test_authors_code_overlay_validates_over_the_paper_config(schema, repo):

@@ -22,10 +22,9 @@ TRAINING = {
 }
 
 
-@pytest.fixture(scope="module")
-def dataset(tmp_path_factory):
-    """A cache of 32x32 images (VGG needs 32 px): class 1 has a bright square; and its split."""
-    folder = tmp_path_factory.mktemp("cache")
+def write_squares(folder, split_path):
+    """A cache of 60 32x32 images (VGG needs 32 px; class 1 has a bright square) in ``folder``
+    and a split of it (N = 16, 20 test images) in ``split_path``; (RawDataset, meta)."""
     rng = np.random.default_rng(0)
     images, labels = [], []
     for index in range(60):
@@ -36,10 +35,17 @@ def dataset(tmp_path_factory):
         labels.append(index % 2)
     raw = RawDataset("squares", images, np.array(labels), np.arange(60).astype(str), ["plain", "square"])
     meta = write_cache(folder, raw, size=32, channels=1, domain="synthetic")
-    split = make_split("squares", np.array(labels), np.arange(60).astype(str), raw.classes, n_train=16,
-                       n_test=20, seed=0)
-    split.save(folder / "split.npz")
-    return folder, folder / "split.npz", meta
+    split = make_split("squares", raw.labels, raw.groups, raw.classes, n_train=16, n_test=20, seed=0,
+                       cache_sha256=meta["sha256"])
+    split.save(split_path)
+    return raw, meta
+
+
+@pytest.fixture(scope="module")
+def dataset(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("squares")
+    _, meta = write_squares(folder / "cache", folder / "split.npz")
+    return folder / "cache", folder / "split.npz", meta
 
 
 def run_once(tmp_path, dataset, model, training=TRAINING, **evaluation):

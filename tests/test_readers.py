@@ -24,7 +24,7 @@ from fixtures_real import (
     write_png,
     write_svhn,
 )
-from intrinsic.cache import DatasetError, load_cache, write_cache
+from intrinsic.cache import CACHE_FILES, DatasetError, load_cache, write_cache
 from intrinsic.readers import DEFAULT_GROUP_SALT, dicom_to_unit, label_key, salted_hash
 from intrinsic.sources import load_source
 
@@ -283,6 +283,18 @@ def test_dicom_file_without_label_row_is_an_error_or_dropped(tmp_path):
     assert list(raw.labels) == [0, 1] and raw.provenance["dropped_labels"] == {"<no CSV row>": 4}
 
 
+def test_dicom_without_a_label_row_by_uid_is_named_by_path_never_by_uid(tmp_path):
+    rows, uids = make_dicom_study(tmp_path / "dcm")
+    missing = uids[4]  # patient1/ID_11.dcm
+    write_csv(tmp_path / "labels.csv", ["ID", "Label"], [row for row in rows if not row[0].startswith(missing)])
+    source = {"type": "dicom", "root": str(tmp_path / "dcm"), "labels_csv": str(tmp_path / "labels.csv"),
+              "key_column": "ID", "key_regex": r"^(.*)_any$", "label_column": "Label"}
+    with pytest.raises(DatasetError, match=r"label values \{'<no CSV row>': 1\} \(value: count\) "
+                                           r"\(first: DICOM file 'patient1/ID_11\.dcm'\)") as error:
+        load_source("rsna", source)
+    assert not any(uid in str(error.value) for uid in uids)  # a UID identifies the image
+
+
 def test_prepared_dicom_cache_holds_no_header_data(tmp_path):
     rows, uids = make_dicom_study(tmp_path / "dcm")
     (tmp_path / "dcm" / "patient1" / "ID_broken.dcm").write_bytes(b"DICM" + b"\x00garbage" * 10)
@@ -293,7 +305,7 @@ def test_prepared_dicom_cache_holds_no_header_data(tmp_path):
     assert meta["n_images"] == 6 and meta["n_groups"] == 2
     secrets = [SECRET_NAME, "SECRET", "PID-SECRET-0", "PID-SECRET-1", SECRET_DATE, "1.2.826.0.1.3680043", "patient1"]
     files = sorted((tmp_path / "cache").iterdir())
-    assert {f.name for f in files} == {"images.npy", "labels.npy", "groups.npy", "meta.json"}
+    assert {f.name for f in files} == set(CACHE_FILES)  # every file of the cache is scanned
     for path in files:
         data = path.read_bytes()
         for secret in secrets + uids:
@@ -301,7 +313,7 @@ def test_prepared_dicom_cache_holds_no_header_data(tmp_path):
                 assert secret.encode(encoding) not in data, f"{secret!r} ({encoding}) found in {path.name}"
     provenance = json.loads((tmp_path / "cache" / "meta.json").read_text())["provenance"]
     assert provenance["skipped_files"] == 1
-    assert provenance["first_skipped_hashed"] == [sha16(DEFAULT_GROUP_SALT, "DICOM file 'patient1/ID_broken.dcm'")]
+    assert provenance["first_skipped_hashed"] == [sha16(DEFAULT_GROUP_SALT, "patient1/ID_broken.dcm")]
     assert provenance["group_salt"] == "default"
 
 
@@ -449,7 +461,9 @@ def test_corrupt_png_is_an_error_or_skipped(tmp_path, caplog):
     raw, meta = prepare_cache(tmp_path / "cache", "ds", {**source, "on_error": "skip"}, threads=2)
     assert meta["n_images"] == 12
     assert meta["provenance"]["skipped_files"] == 1
-    assert meta["provenance"]["first_skipped"] == ["file 'n02_dog/img_9.png'"]
+    # hashed like DICOM's: a folder or file name may identify a person in any image set
+    assert meta["provenance"]["first_skipped_hashed"] == [sha16(DEFAULT_GROUP_SALT, "n02_dog/img_9.png")]
+    assert "first_skipped" not in meta["provenance"]
 
 
 def test_labels_outside_the_task_are_an_error_naming_file_and_values(tmp_path):
@@ -544,3 +558,86 @@ def test_vendored_data_matches_its_readme_and_reads_through_the_reader(repo):
     assert mnist.classes == [str(d) for d in range(10)] and np.bincount(mnist.labels).tolist() == [600] * 10
     with pytest.raises(DatasetError, match="does not exist"):
         load_source("mnist", {"type": "medmnist", "npz": "data/mnist_subset.npz"}, base_dir=repo / "nowhere")
+
+
+# ----------------------------------------------------------------------------------------------
+# image_csv: every listed path lies under root, and each image is listed once
+
+
+def write_listed_images(folder, names):
+    """One 4x4 PNG per name under ``folder``; image i has the constant value 10 * i."""
+    for i, relative in enumerate(names):
+        write_png(folder / relative, np.full((4, 4), 10 * i))
+
+
+def test_image_csv_path_escaping_root_with_dotdot_names_csv_line_and_option(tmp_path):
+    write_listed_images(tmp_path / "root", ["a.png", "b.png"])
+    write_png(tmp_path / "outside.png", np.zeros((4, 4)))
+    write_csv(tmp_path / "root" / "list.csv", ["path", "label"], [["a.png", 0], ["b.png", 1], ["../outside.png", 1]])
+    with pytest.raises(DatasetError, match=r"'ds'.*list\.csv.*'\.\./outside\.png' \(CSV line 4\).*"
+                                           r"option 'path_column'.*outside root"):
+        load_source("ds", {"type": "image_csv", "csv": str(tmp_path / "root" / "list.csv")})
+
+
+def test_image_csv_absolute_path_outside_root_is_an_error(tmp_path):
+    write_listed_images(tmp_path / "root", ["a.png", "b.png"])
+    write_png(tmp_path / "elsewhere" / "c.png", np.zeros((4, 4)))
+    outside = str(tmp_path / "elsewhere" / "c.png")
+    write_csv(tmp_path / "list.csv", ["path", "label"], [[outside, 0], ["a.png", 0], ["b.png", 1]])
+    source = {"type": "image_csv", "csv": str(tmp_path / "list.csv"), "root": str(tmp_path / "root")}
+    with pytest.raises(DatasetError, match=r"list\.csv.*c\.png' \(CSV line 2\).*option 'path_column'.*outside root"):
+        load_source("ds", source)
+    # an absolute path under root is fine: the same file as its relative spelling
+    write_csv(tmp_path / "inside.csv", ["path", "label"], [[str(tmp_path / "root" / "a.png"), 0], ["b.png", 1]])
+    raw = load_source("ds", {**source, "csv": str(tmp_path / "inside.csv")})
+    assert [round(float(image[0, 0]) * 255) for image in raw.images] == [0, 10]
+
+
+def test_image_csv_symlink_escaping_root_is_an_error(tmp_path):
+    write_listed_images(tmp_path / "root", ["a.png", "b.png"])
+    write_png(tmp_path / "secret" / "x.png", np.zeros((4, 4)))
+    (tmp_path / "root" / "link.png").symlink_to(tmp_path / "secret" / "x.png")
+    write_csv(tmp_path / "root" / "list.csv", ["path", "label"], [["a.png", 0], ["link.png", 0], ["b.png", 1]])
+    with pytest.raises(DatasetError, match=r"'link\.png' \(CSV line 3\).*option 'path_column'.*outside root"):
+        load_source("ds", {"type": "image_csv", "csv": str(tmp_path / "root" / "list.csv")})
+
+
+def test_image_csv_same_image_with_conflicting_labels_is_always_an_error(tmp_path):
+    write_listed_images(tmp_path, ["a.png", "b.png"])
+    write_csv(tmp_path / "list.csv", ["path", "label"], [["a.png", 0], ["b.png", 1], ["a.png", 1]])
+    for duplicates in ("raise", "drop"):
+        source = {"type": "image_csv", "csv": str(tmp_path / "list.csv"), "duplicates": duplicates}
+        with pytest.raises(DatasetError, match=r"list\.csv.*'a\.png'.*conflicting labels: "
+                                               r"line 2: '0', line 4: '1'"):
+            load_source("ds", source)
+
+
+def test_image_csv_duplicate_rows_raise_by_default_or_are_dropped_and_counted(tmp_path, caplog):
+    write_listed_images(tmp_path, ["a.png", "b.png", "c.png"])
+    rows = [["a.png", 0], ["b.png", 1], ["a.png", 0], ["c.png", 1], ["a.png", 0]]
+    write_csv(tmp_path / "list.csv", ["path", "label"], rows)
+    source = {"type": "image_csv", "csv": str(tmp_path / "list.csv")}
+    with pytest.raises(DatasetError, match=r"list\.csv.*'a\.png' more than once: lines 2, 4, 6.*duplicates: drop"):
+        load_source("ds", source)
+    log = logging.getLogger("test_readers")
+    with caplog.at_level(logging.INFO, logger="test_readers"):
+        raw = load_source("ds", {**source, "duplicates": "drop"}, log=log)
+    # the first listing of a.png is kept: images a, b, c with values 0, 10, 20
+    assert [round(float(image[0, 0]) * 255) for image in raw.images] == [0, 10, 20]
+    assert list(raw.labels) == [0, 1, 1]
+    assert raw.provenance["duplicate_rows_dropped"] == 2 and raw.provenance["files_listed"] == 3
+    assert "dropped 2 duplicate row(s)" in caplog.text
+    with pytest.raises(DatasetError, match=r"option 'duplicates' must be one of \['raise', 'drop'\]"):
+        load_source("ds", {**source, "duplicates": "keep"})
+
+
+def test_image_csv_same_image_spelled_two_ways_is_a_duplicate(tmp_path):
+    write_listed_images(tmp_path, ["a/b.png", "a/c.png"])
+    write_csv(tmp_path / "list.csv", ["path", "label"], [["a/b.png", 0], ["a/c.png", 1], ["a/./b.png", 0]])
+    source = {"type": "image_csv", "csv": str(tmp_path / "list.csv")}
+    with pytest.raises(DatasetError, match=r"'a/b\.png' more than once: lines 2, 4"):
+        load_source("ds", source)
+    raw = load_source("ds", {**source, "duplicates": "drop"})
+    assert list(raw.labels) == [0, 1] and raw.provenance["duplicate_rows_dropped"] == 1
+    # one image, one group: the default group is the image's path, however it is spelled
+    assert list(raw.groups) == [sha16(DEFAULT_GROUP_SALT, "a/b.png"), sha16(DEFAULT_GROUP_SALT, "a/c.png")]

@@ -2,6 +2,8 @@
 checkpoints, and runs every architecture of the study. CPU only, small inputs."""
 
 import logging
+import re
+import time
 
 import numpy as np
 import pytest
@@ -110,18 +112,104 @@ def test_resume_after_kill_is_identical(tmp_path):
     assert longer.epochs == 4 and longer.history[:3] == resumed.history
 
 
-def test_mismatching_checkpoint_raises(tmp_path):
+def fresh_start_after_setting_aside(tmp_path, checkpoint, run, reason):
+    """Run ``run()`` on a checkpoint that cannot be resumed: it must be set aside (renamed, kept),
+    the reason logged and returned, and training start fresh."""
+    messages = []
+    result = run(messages.append)
+    set_aside = sorted(p.name for p in tmp_path.iterdir() if p.name.startswith(f"{checkpoint.name}.set-aside-"))
+    assert len(set_aside) == 1, set_aside
+    assert result.resumed_from == 0 and len(result.set_aside) == 1
+    assert re.search(rf"checkpoint {re.escape(str(checkpoint))} set aside as {re.escape(set_aside[0])}: .*{reason}"
+                     r".*training starts fresh", result.set_aside[0]), result.set_aside[0]
+    assert any(result.set_aside[0] in message for message in messages)
+    (tmp_path / set_aside[0]).unlink()
+    return result
+
+
+@pytest.mark.parametrize(
+    ("change", "reason"),
+    [
+        (dict(config=dict(learning_rate=1e-4, seed=1)), r"learning_rate \(checkpoint 0\.001, now 0\.0001\); seed"),
+        (dict(model="resnet34"), r"model_name \(checkpoint 'resnet18', now 'resnet34'\)"),
+        (dict(flip_labels=True), r"training data \(images/labels fingerprint differs\)"),
+    ],
+)
+def test_a_checkpoint_of_other_settings_model_or_data_is_set_aside(tmp_path, change, reason):
     images, labels = random_labels(n=16, size=8)
     checkpoint = tmp_path / "ck.pt"
-    config = TrainConfig(learning_rate=1e-3, batch_size=8, max_epochs=1, seed=0)
-    train("resnet18", images, labels, config, checkpoint, log=lambda _m: None)
-    other = TrainConfig(learning_rate=1e-4, batch_size=8, max_epochs=1, seed=1)
-    with pytest.raises(ValueError, match=r"learning_rate.*seed"):
-        train("resnet18", images, labels, other, checkpoint, log=lambda _m: None)
-    with pytest.raises(ValueError, match="model_name"):
-        train("resnet34", images, labels, config, checkpoint, log=lambda _m: None)
-    with pytest.raises(ValueError, match="training data"):
-        train("resnet18", images, 1 - labels, config, checkpoint, log=lambda _m: None)
+    base = dict(learning_rate=1e-3, batch_size=8, max_epochs=1, seed=0)
+    train("resnet18", images, labels, TrainConfig(**base), checkpoint, log=lambda _m: None)
+    config = TrainConfig(**{**base, **change.get("config", {})})
+    model = change.get("model", "resnet18")
+    targets = 1 - labels if change.get("flip_labels") else labels
+    result = fresh_start_after_setting_aside(
+        tmp_path, checkpoint, lambda log: train(model, images, targets, config, checkpoint, log=log), reason)
+    clean = train(model, images, targets, config, None, log=lambda _m: None)
+    assert losses(result) == losses(clean)  # the same as a run that never saw the checkpoint
+
+
+def write_bytes_edit(path, edit):
+    path.write_bytes(edit(path.read_bytes()))
+
+
+def flip_middle_bit(data: bytes) -> bytes:
+    data = bytearray(data)
+    data[len(data) // 2] ^= 0x10
+    return bytes(data)
+
+
+@pytest.mark.parametrize(
+    ("damage", "reason"),
+    [
+        (flip_middle_bit, "checksum mismatch, the file is corrupt"),
+        (lambda data: data[: len(data) // 3], "checksum mismatch|not a complete verified torch file"),
+        (lambda data: b"", "not a complete verified torch file"),
+    ],
+    ids=["bit-flip", "truncated", "empty"],
+)
+def test_a_corrupt_or_truncated_checkpoint_is_set_aside_and_training_starts_fresh(tmp_path, damage, reason):
+    images, labels = random_labels()
+    config = TrainConfig(**RESUME_CONFIG)
+    uninterrupted = train("resnet18", images, labels, config, None, log=lambda _m: None)
+    checkpoint = tmp_path / "ck.pt"
+
+    def kill_after_first(epoch, _entry):
+        if epoch == 1:
+            raise Killed
+
+    with pytest.raises(Killed):
+        train("resnet18", images, labels, config, checkpoint, log=lambda _m: None, on_epoch_end=kill_after_first)
+    write_bytes_edit(checkpoint, damage)
+    result = fresh_start_after_setting_aside(
+        tmp_path, checkpoint, lambda log: train("resnet18", images, labels, config, checkpoint, log=log), reason)
+    assert result.epochs == 3
+    assert_same_state(uninterrupted.model, result.model)  # not the damaged state
+    assert losses(uninterrupted) == losses(result)
+    # a second try does not meet the set-aside file again: a retry succeeds without a person
+    again = train("resnet18", images, labels, config, checkpoint, log=lambda _m: None)
+    assert again.set_aside == [] and again.resumed_from == 3
+
+
+def test_train_seconds_add_up_over_resumed_segments(tmp_path):
+    images, labels = random_labels()
+    config = TrainConfig(**RESUME_CONFIG)
+    checkpoint = tmp_path / "ck.pt"
+
+    def slow_then_killed(epoch, _entry):
+        if epoch == 1:
+            time.sleep(1.0)  # between epochs 1 and 2 of the first segment: counted by its checkpoint
+        if epoch == 2:
+            raise Killed
+
+    with pytest.raises(Killed):
+        train("resnet18", images, labels, config, checkpoint, log=lambda _m: None, on_epoch_end=slow_then_killed)
+    resumed = train("resnet18", images, labels, config, checkpoint, log=lambda _m: None)
+    assert resumed.resumed_from == 2 and resumed.epochs == 3
+    epochs = sum(h["seconds"] for h in resumed.history)
+    # both segments: the three epochs and the first segment's pause (the last segment alone
+    # would be one epoch's seconds)
+    assert epochs + 1.0 <= resumed.train_seconds < epochs + 1.0 + 5
 
 
 def test_input_validation():
@@ -186,21 +274,27 @@ def test_fixed_epochs_resume_after_kill_is_identical(tmp_path):
     assert losses(uninterrupted) == losses(resumed) and resumed.fitted == uninterrupted.fitted
 
 
-def test_checkpoint_of_another_mode_or_a_longer_run_is_refused(tmp_path):
+def test_checkpoint_of_another_mode_or_a_longer_run_is_set_aside(tmp_path):
     images, labels = separable(n=32, size=16)
     checkpoint = tmp_path / "ck.pt"
     train("resnet18", images, labels, TrainConfig(**EARLY_FIT, max_epochs=2), checkpoint, log=lambda _m: None)
     # an until_fit checkpoint (stopped at its fit) is not the state of a fixed_epochs run
-    with pytest.raises(ValueError, match=r"mode \(checkpoint 'until_fit', now 'fixed_epochs'\)"):
-        train("resnet18", images, labels, TrainConfig(**EARLY_FIT, max_epochs=2, mode="fixed_epochs"), checkpoint,
-              log=lambda _m: None)
+    fixed = TrainConfig(**EARLY_FIT, max_epochs=2, mode="fixed_epochs")
+    result = fresh_start_after_setting_aside(
+        tmp_path, checkpoint, lambda log: train("resnet18", images, labels, fixed, checkpoint, log=log),
+        r"mode \(checkpoint 'until_fit', now 'fixed_epochs'\)")
+    assert result.epochs == 2
+    # interrupted (or finished) at epoch 3 and rerun with max_epochs 2: the result is that of a
+    # clean 2-epoch run, not the 3-epoch state labelled max_epochs 2
     longer = tmp_path / "longer.pt"
     train("resnet18", images, labels, TrainConfig(**EARLY_FIT, max_epochs=3, mode="fixed_epochs"), longer,
           log=lambda _m: None)
-    # lowering max_epochs below the checkpoint's epoch cannot be honoured
-    with pytest.raises(ValueError, match=r"max_epochs \(checkpoint at epoch 3, now 2"):
-        train("resnet18", images, labels, TrainConfig(**EARLY_FIT, max_epochs=2, mode="fixed_epochs"), longer,
-              log=lambda _m: None)
+    shorter = fresh_start_after_setting_aside(
+        tmp_path, longer, lambda log: train("resnet18", images, labels, fixed, longer, log=log),
+        r"max_epochs \(checkpoint at epoch 3, now 2\)")
+    clean = train("resnet18", images, labels, fixed, None, log=lambda _m: None)
+    assert shorter.epochs == 2 and losses(shorter) == losses(clean)
+    assert_same_state(shorter.model, clean.model)
 
 
 @pytest.mark.parametrize("name", list(ARCHITECTURES))

@@ -1,3 +1,4 @@
+import math
 import re
 
 from snakemake.exceptions import WorkflowError
@@ -6,7 +7,49 @@ from snakemake.utils import validate
 
 validate(config, "../../config/config.schema.yaml")
 
+
+def non_finite_numbers(value, path=""):
+    """(key path, value) of every NaN or infinite number in ``value``, e.g.
+    ("training.model_settings.resnet18.learning_rate", nan). JSON-schema bounds let NaN through
+    (every comparison with it is false), and YAML writes .nan, .inf and -.inf anywhere."""
+    if isinstance(value, float):
+        return [] if math.isfinite(value) else [(path, value)]
+    if isinstance(value, dict):
+        return [found for key, item in value.items()
+                for found in non_finite_numbers(item, f"{path}.{key}" if path else str(key))]
+    if isinstance(value, (list, tuple)):
+        return [found for i, item in enumerate(value) for found in non_finite_numbers(item, f"{path}[{i}]")]
+    return []
+
+
+_non_finite = non_finite_numbers(config)
+if _non_finite:
+    raise WorkflowError(
+        "config: numbers must be finite, but "
+        + ", ".join(f"{path} is {value}" for path, value in _non_finite)
+    )
+
 CATALOG = config["dataset_catalog"]
+# Dataset names become folder names (results/cache/<name>, ...). The schema restricts their
+# characters and length; two more rules need the whole catalog or are easier to say here.
+_WINDOWS_DEVICE_NAME = re.compile(r"(con|prn|aux|nul|com[0-9]|lpt[0-9])([.]|$)", re.IGNORECASE)
+_reserved = [name for name in CATALOG if _WINDOWS_DEVICE_NAME.match(name)]
+if _reserved:
+    raise WorkflowError(
+        f"config: dataset_catalog names {', '.join(map(repr, _reserved))} cannot be folder names: CON, PRN, "
+        "AUX, NUL, COM0-9 and LPT0-9 (in any case, with or without an extension) are device names on Windows"
+    )
+_by_folded_name = {}
+for _name in CATALOG:
+    _by_folded_name.setdefault(_name.casefold(), []).append(_name)
+_case_clashes = [names for names in _by_folded_name.values() if len(names) > 1]
+if _case_clashes:
+    raise WorkflowError(
+        "config: dataset_catalog names "
+        + "; ".join(" and ".join(map(repr, names)) for names in _case_clashes)
+        + " differ only in case: their folders would be one on a case-insensitive file system "
+        "(macOS, Windows); rename one"
+    )
 DATASETS = config["datasets"] or list(CATALOG)
 _unknown = [name for name in DATASETS if name not in CATALOG]
 if _unknown:
@@ -15,6 +58,30 @@ if _unknown:
     )
 N_TRAIN = config["splits"]["n_train"]
 SEEDS = config["splits"]["seeds"]
+
+# d_data (rule dataset_properties) and d_repr (rule evaluate_model) are estimated on the N
+# training images of a split (estimators.intrinsic_dimension): the MLE needs knn_k neighbours of
+# every image, so N >= knn_k + 1, and TwoNN keeps int(N (1 - twonn_discard_fraction)) of the
+# ratios r2/r1 and needs 2 (d_repr's TwoNN drops the default 0.1, which N >= 4 always satisfies).
+# Checked here on the smallest N, before any model is trained; make_split checks the number of
+# distinct images, which duplicates can make smaller.
+_smallest_n = min(N_TRAIN)
+_knn_k = config["properties"]["knn_k"]
+if _smallest_n < _knn_k + 1:
+    raise WorkflowError(
+        f"config: properties.knn_k = {_knn_k} needs at least {_knn_k + 1} training images (the MLE "
+        f"of d_data and d_repr uses the {_knn_k} nearest neighbours of each image), but the smallest "
+        f"training size in splits.n_train {N_TRAIN} is N = {_smallest_n}: lower properties.knn_k to at "
+        f"most {_smallest_n - 1} or leave the sizes below {_knn_k + 1} out of splits.n_train"
+    )
+_discard = config["properties"]["twonn_discard_fraction"]
+if int(_smallest_n * (1 - _discard)) < 2:
+    raise WorkflowError(
+        f"config: properties.twonn_discard_fraction = {_discard} leaves "
+        f"{int(_smallest_n * (1 - _discard))} of the N = {_smallest_n} ratios r2/r1 of the smallest "
+        f"training size in splits.n_train {N_TRAIN}, and TwoNN needs at least 2: lower the fraction or "
+        "raise the smallest N"
+    )
 MODELS = config["training"]["models"]
 CONDA_ENV = "../../envs/intrinsic.yaml"
 

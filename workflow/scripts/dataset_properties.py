@@ -1,4 +1,4 @@
-"""Rule dataset_properties: d_data and K_F of one training split, as a JSON record."""
+"""Rule dataset_properties: d_data (MLE, TwoNN) of one training split, as a JSON record."""
 
 import torch
 
@@ -6,13 +6,14 @@ from intrinsic.cache import load_cache
 from intrinsic.io import write_json
 from intrinsic.logs import logged
 from intrinsic.properties import split_properties
-from intrinsic.splits import Split
+from intrinsic.splits import load_split
 
 with logged(snakemake.log[0], "dataset_properties") as log:  # noqa: F821 (injected by Snakemake)
     torch.set_num_threads(snakemake.threads)  # noqa: F821
+    cache = load_cache(snakemake.input.cache)  # noqa: F821
     record = split_properties(
-        load_cache(snakemake.input.cache),  # noqa: F821
-        Split.load(snakemake.input.split),  # noqa: F821
+        cache,
+        load_split(snakemake.input.split, cache),  # noqa: F821
         seed=int(snakemake.wildcards.seed),  # noqa: F821
         **snakemake.params.options,  # noqa: F821
     )

@@ -1,27 +1,76 @@
-"""Logging for rule scripts: everything, tracebacks included, goes to the rule's log file."""
+"""Logging for rule scripts: everything, tracebacks included, goes to the rule's log file.
+
+Privacy rule: the log file lives under results/, which may be shared, so it never holds the
+name of a source file (a path may carry a patient's name or id) nor a DICOM header value. Code
+that names such a thing in a message registers it first with :func:`private`; the log file then
+shows the registered token (e.g. ``<file #4 sha:0f6aa8646614c6fb>``) in its place, tracebacks
+included, while stderr (the terminal, or the cluster's job log outside results/) shows the
+message as is, so the user can still find the file.
+"""
 
 from __future__ import annotations
 
 import contextlib
 import logging
+import re
 import sys
 import traceback
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Iterator
+
+# Private text -> the token the log file shows instead. Only what a message names (skipped or
+# failing files), so it stays small; it lives as long as the process, like the messages.
+_PRIVATE: dict[str, str] = {}
+
+
+def private(text: str, token: str) -> str:
+    """Register ``text`` as private: log files show ``token`` in its place. Returns ``text``.
+
+    Its quoted form (``repr``, as messages quote paths with ``!r``) is registered too, so the
+    file shows the bare token rather than a quoted one, and escapes in the repr are covered.
+    """
+    text = str(text)
+    if text:
+        for variant in (text, repr(text), repr(text)[1:-1]):
+            _PRIVATE[variant] = token
+    return text
+
+
+def redact(message: str) -> str:
+    """``message`` with every registered private text replaced by its token.
+
+    One pass over the message, longest text first at each position: a path is replaced whole
+    before a registered part of it, and a token is never rewritten by a later replacement.
+    """
+    if not _PRIVATE:
+        return message
+    texts = sorted(_PRIVATE, key=len, reverse=True)
+    pattern = re.compile("|".join(re.escape(text) for text in texts))
+    return pattern.sub(lambda found: _PRIVATE[found.group(0)], message)
+
+
+class RedactingFormatter(logging.Formatter):
+    """The log file's formatter: the fully formatted record (traceback included), redacted."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        return redact(super().format(record))
 
 
 @contextlib.contextmanager
 def logged(log_path: str | None, name: str) -> Iterator[logging.Logger]:
-    """Send logging and uncaught errors of the block to ``log_path`` (and stderr)."""
+    """Send logging and uncaught errors of the block to ``log_path`` (redacted) and stderr."""
     logger = logging.getLogger(name)
     logger.setLevel(logging.INFO)
-    handlers: list[logging.Handler] = [logging.StreamHandler(sys.stderr)]
+    layout = "%(asctime)s %(levelname)s %(name)s: %(message)s"
+    stderr = logging.StreamHandler(sys.stderr)
+    stderr.setFormatter(logging.Formatter(layout))
+    handlers: list[logging.Handler] = [stderr]
     if log_path:
         Path(log_path).parent.mkdir(parents=True, exist_ok=True)
-        handlers.append(logging.FileHandler(log_path, mode="w"))
-    formatter = logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s")
+        log_file = logging.FileHandler(log_path, mode="w")
+        log_file.setFormatter(RedactingFormatter(layout))
+        handlers.append(log_file)
     for handler in handlers:
-        handler.setFormatter(formatter)
         logger.addHandler(handler)
     try:
         yield logger

@@ -18,7 +18,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from .io import atomic_write
+from .io import ArtefactError, load_verified, rebuild_hint, save_verified
 from torchvision import models as tv_models
 
 ARCHITECTURES = {
@@ -54,19 +54,24 @@ def build_model(name: str, in_channels: int, num_classes: int = 2, vgg_pool_size
 
 
 def save_model(path: str | Path, model: nn.Module, architecture: dict) -> None:
-    """Write the float32 weights and the ``build_model`` arguments that rebuild them, atomically."""
+    """Write the float32 weights and the ``build_model`` arguments that rebuild them, atomically,
+    with a digest (``io.save_verified``)."""
     state = {key: value.detach().float().cpu() if value.is_floating_point() else value.detach().cpu()
              for key, value in model.state_dict().items()}
-    with atomic_write(Path(path)) as handle:
-        torch.save({"architecture": dict(architecture), "state_dict": state}, handle)
+    save_verified(path, {"architecture": dict(architecture), "state_dict": state})
 
 
 def load_model(path: str | Path, device: str | torch.device = "cpu") -> tuple[nn.Module, dict]:
-    """(model in eval mode on ``device``, its architecture dict) from a ``save_model`` file."""
-    saved = torch.load(Path(path), map_location="cpu", weights_only=True)
-    architecture = saved["architecture"]
-    model = build_model(**architecture)
-    model.load_state_dict(saved["state_dict"])
+    """(model in eval mode on ``device``, its architecture dict) from a ``save_model`` file; a
+    corrupt, truncated or foreign file is an ``ArtefactError`` naming it."""
+    try:
+        saved = load_verified(path)
+        architecture = saved["architecture"]
+        model = build_model(**architecture)
+        model.load_state_dict(saved["state_dict"])
+    except (ArtefactError, KeyError, TypeError, ValueError, RuntimeError) as error:
+        message = str(error) if isinstance(error, ArtefactError) else f"{path}: not a model file ({error})"
+        raise ArtefactError(f"model file {message}; {rebuild_hint(path)}") from None
     return model.to(device).eval(), architecture
 
 

@@ -20,6 +20,10 @@ Common behaviour:
 * Everything is read, labelled and checked before anything is written, so a failing reader
   leaves no cache behind. Corrupt or unreadable files are an error naming the file, or are
   skipped and counted with ``on_error: skip``.
+* Messages name a source file through :class:`FileNames`, which registers its paths with
+  :func:`intrinsic.logs.private`: stderr shows the path (so the user can find the file), the
+  rule's log file under results/ only ``<file #index sha:HASH>``. No message names a DICOM
+  header value (UIDs, patient ids): files are named by path, rows by CSV line.
 * Group ids that come from the data (patient, study, volume, file path) are replaced by
   ``sha256(group_salt + id)[:16]``; the cache holds pixels, labels and these hashes only.
   Provenance holds counts and the options as configured (paths as given), never header values.
@@ -39,7 +43,7 @@ import math
 import multiprocessing
 import os
 import re
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from importlib import metadata
 from pathlib import Path
 from typing import Callable, Iterable
@@ -47,6 +51,7 @@ from typing import Callable, Iterable
 import numpy as np
 
 from .cache import DatasetError, RawDataset, convert_image, quantize, to_unit_range
+from .logs import private
 
 DEFAULT_GROUP_SALT = "intrinsic-properties/v1"
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff")
@@ -137,11 +142,11 @@ def _regex(name: str, option: str, pattern):
     return compiled
 
 
-def _match(name: str, option: str, regex: re.Pattern, text: str, where: str) -> str:
-    """The first capture group (or the whole match) of ``regex`` in ``text``."""
-    found = regex.search(text)
+def _match(name: str, option: str, regex: re.Pattern, names: FileNames, index: int) -> str:
+    """The first capture group (or the whole match) of ``regex`` in file ``index``'s relative path."""
+    found = regex.search(names.relative[index])
     if found is None:
-        raise DatasetError(f"dataset {name!r}: {option} {regex.pattern!r} does not match {where}")
+        raise DatasetError(f"dataset {name!r}: option {option!r} ({regex.pattern!r}) does not match {names(index)}")
     return found.group(1) if regex.groups else found.group(0)
 
 
@@ -187,9 +192,9 @@ class TaskLabels:
         )
 
     def assign(self, name: str, values: list[str], where: str, drop_other: bool,
-               items: list[str] | None = None) -> tuple[np.ndarray, np.ndarray, dict]:
+               items: Callable[[int], str] | None = None) -> tuple[np.ndarray, np.ndarray, dict]:
         """(labels, keep mask, {dropped value: count}); error naming ``where`` (and the first few
-        ``items``, e.g. files) for values outside the task."""
+        items, ``items(index)``: e.g. a :class:`FileNames`) for values outside the task."""
         labels = np.full(len(values), -1, dtype=np.int64)
         for index, value in enumerate(values):
             labels[index] = self.value_to_class.get(value, -1)
@@ -201,7 +206,7 @@ class TaskLabels:
             shown = {("<empty>" if k == "" else k): v for k, v in sorted(outside.items())}
             first = ""
             if items is not None:
-                first = f" (first: {[item for item, k in zip(items, keep) if not k][:N_NAMED_SKIPS]})"
+                first = f" (first: {', '.join(items(int(i)) for i in np.flatnonzero(~keep)[:N_NAMED_SKIPS])})"
             raise DatasetError(
                 f"dataset {name!r}: {where} has label values {shown} (value: count){first} outside the task "
                 f"{dict(zip(self.classes, self._values_per_class()))}; map them in 'classes' or set drop_other: true"
@@ -216,35 +221,83 @@ class TaskLabels:
 
 
 @dataclass
+class FileNames:
+    """How messages name the files of a reader's listing: the one place that builds that text.
+
+    ``names(index)`` is e.g. "DICOM file 'DOE^JOHN/1.dcm'": what an error shows on stderr, so
+    the user can find the file. Building it registers the file's paths with
+    :func:`intrinsic.logs.private`, so the rule's log file (under results/, and paths may hold
+    patient names) shows ``<file #index sha:HASH>`` instead: the position in the listing and
+    ``salted_hash(salt, relative path)``, the hash meta.json's ``first_skipped_hashed`` holds.
+    Only files a message names are registered.
+    """
+
+    kind: str  # "file", "DICOM file", "NIfTI volume"
+    relative: list[str]  # as listed (relative to root, or as the CSV spells it)
+    paths: list[str]  # what the reader opens (decoder errors may quote it)
+    salt: str
+    lines: list[int] | None = None  # CSV line of each file (image_csv)
+    masks: list[str | None] | None = None  # NIfTI: each volume's mask path
+    root: Path | None = None  # masks are named relative to it
+
+    def hash(self, index: int) -> str:
+        return salted_hash(self.salt, self.relative[index])
+
+    def __call__(self, index: int, with_line: bool = True) -> str:
+        token = f"<file #{index} sha:{self.hash(index)}>"
+        text = f"{self.kind} {_register(self.relative[index], self.paths[index], token)!r}"
+        if self.masks is not None and self.masks[index] is not None:
+            mask = self.masks[index]
+            shown = _relative_or_same(mask, self.root)
+            text += f" (mask {_register(shown, mask, token.replace('<file', '<mask of file'))!r})"
+        if with_line and self.lines is not None:
+            text += f" (CSV line {self.lines[index]})"
+        return text
+
+
+def _relative_or_same(path: str, root: Path | None) -> str:
+    if root is not None:
+        try:
+            return Path(path).relative_to(root).as_posix()
+        except ValueError:
+            pass
+    return path
+
+
+def _register(relative: str, path: str, token: str) -> str:
+    """Register a file's relative path and every spelling of its path as private; ``relative``."""
+    for spelling in {path, os.path.abspath(path), os.path.realpath(path)}:
+        private(spelling, token)
+    return private(relative, token)
+
+
+@dataclass
 class Skips:
-    """Files skipped under ``on_error: skip``: counted, the first few named."""
+    """Files skipped under ``on_error: skip``: counted, the first few named (by ``names``)."""
 
     name: str
     on_error: str
-    hide_names: bool = False  # DICOM/NIfTI paths may contain patient ids: meta.json gets hashes
-    salt: str = DEFAULT_GROUP_SALT
+    names: FileNames
     count: int = 0
-    named: list[str] = field(default_factory=list)
-    reasons: list[str] = field(default_factory=list)
+    named: list[int] = field(default_factory=list)  # listing indices of the first few
 
-    def handle(self, where: str, problem: str, context: ReadContext) -> None:
-        """Raise a DatasetError naming the file, or count it (on_error: skip)."""
+    def handle(self, index: int, problem: str, context: ReadContext) -> None:
+        """Raise a DatasetError naming file ``index``, or count it (on_error: skip)."""
         if self.on_error != "skip":
-            raise DatasetError(f"dataset {self.name!r}: {where}: {problem}")
+            raise DatasetError(f"dataset {self.name!r}: {self.names(index)}: {problem}")
         self.count += 1
         if len(self.named) < N_NAMED_SKIPS:
-            self.named.append(where)
-            self.reasons.append(problem)
-            context.warning("skipping %s: %s", where, problem)
+            self.named.append(index)
+            context.warning("skipping %s: %s", self.names(index), problem)
 
     def provenance(self) -> dict:
-        names = [salted_hash(self.salt, n) for n in self.named] if self.hide_names else list(self.named)
-        key = "first_skipped_hashed" if self.hide_names else "first_skipped"
-        return {"skipped_files": self.count, key: names}
+        # Hashes only: meta.json travels with the cache, and paths may hold patient names.
+        return {"skipped_files": self.count, "first_skipped_hashed": [self.names.hash(i) for i in self.named]}
 
     def report(self, context: ReadContext) -> None:
         if self.count:
-            context.warning("%s: skipped %d unreadable file(s); first: %s", self.name, self.count, self.named)
+            context.warning("%s: skipped %d unreadable file(s); first: %s", self.name, self.count,
+                            ", ".join(self.names(i) for i in self.named))
 
 
 def _worker_call(function: Callable, item) -> tuple[bool, object]:
@@ -319,11 +372,13 @@ def _finish(
     provenance: dict,
     context: ReadContext,
     dropped_before: dict | None = None,
+    items: Callable[[int], str] | None = None,
 ) -> RawDataset:
     """Map source labels onto the task, drop or reject the rest, check class sizes.
 
-    ``dropped_before``: {value: count} a reader already dropped before decoding."""
-    labels, keep, dropped = task.assign(name, values, where, drop_other)
+    ``dropped_before``: {value: count} a reader already dropped before decoding.
+    ``items``: image index -> text naming its file, for the error on labels outside the task."""
+    labels, keep, dropped = task.assign(name, values, where, drop_other, items=items)
     for value, count in (dropped_before or {}).items():
         dropped[value] = dropped.get(value, 0) + count
     kept_images = [_from_worker(image) for image, k in zip(images, keep) if k]
@@ -491,34 +546,35 @@ class _ImageJob:
         return _to_cache_geometry(decode_image_file(path), self.size, self.channels)
 
 
-def _decode_files(name: str, paths: list[str], shown: list[str], context: ReadContext, skips: Skips) -> list:
-    """Decode image files in parallel; (index, image) of the readable ones, in order."""
+def _decode_files(paths: list[str], indices: list[int], context: ReadContext, skips: Skips) -> list:
+    """Decode the files ``indices`` of the listing in parallel; (index, image) of the readable ones, in order."""
     job = _ImageJob(context.size, context.channels)
-    results = parallel_map(job, paths, context.threads)
+    results = parallel_map(job, [paths[i] for i in indices], context.threads)
     decoded = []
-    for index, (ok, result) in enumerate(results):
+    for index, (ok, result) in zip(indices, results):
         if ok:
             decoded.append((index, result))
         else:
-            skips.handle(f"file {shown[index]!r}", f"unreadable or corrupt image ({result})", context)
+            skips.handle(index, f"unreadable or corrupt image ({result})", context)
     return decoded
 
 
-def _image_provenance_and_finish(name, kind, where, paths, shown, values, groups, task, drop_other,
-                                 min_per_class, on_error, group_salt, options, context) -> RawDataset:
+def _image_provenance_and_finish(name, kind, where, names: FileNames, values, groups, task, drop_other,
+                                 min_per_class, on_error, group_salt, options, context,
+                                 extra_provenance: dict | None = None) -> RawDataset:
     # Labels first: a value outside the task fails before a single file is decoded, and files of
     # dropped labels are never decoded.
-    _, keep, dropped = task.assign(name, values, where, drop_other, items=shown)
-    wanted = np.flatnonzero(keep)
-    skips = Skips(name, on_error, salt=group_salt)
-    decoded = _decode_files(name, [paths[i] for i in wanted], [shown[i] for i in wanted], context, skips)
+    _, keep, dropped = task.assign(name, values, where, drop_other, items=names)
+    wanted = [int(i) for i in np.flatnonzero(keep)]
+    skips = Skips(name, on_error, names)
+    decoded = _decode_files(names.paths, wanted, context, skips)
     skips.report(context)
-    kept = [wanted[index] for index, _ in decoded]
+    kept = [index for index, _ in decoded]
     provenance = _common_provenance(kind, options, group_salt, ("pillow",))
-    provenance.update(skips.provenance(), files_listed=len(paths))
+    provenance.update(skips.provenance(), files_listed=len(names.paths), **(extra_provenance or {}))
     return _finish(name, where, [image for _, image in decoded], [values[i] for i in kept],
                    [groups[i] for i in kept], task, drop_other, min_per_class, provenance, context,
-                   dropped_before=dropped)
+                   dropped_before=dropped, items=lambda i: names(kept[i]))
 
 
 def read_image_folder(
@@ -565,22 +621,23 @@ def read_image_folder(
         relative = [r for r in relative if "/" in r]  # files directly in root have no class folder
     if not relative:
         raise DatasetError(f"dataset {name!r}: no image files ({', '.join(suffixes)}) under {str(root_path)!r}")
-    values = [label_key(_match(name, "label_regex", label_re, r, f"file {r!r}")) if label_re else r.split("/", 1)[0]
-              for r in relative]
-    groups = [salted_hash(group_salt, _match(name, "group_regex", group_re, r, f"file {r!r}") if group_re else r)
-              for r in relative]
+    names = FileNames("file", relative, [str(root_path / r) for r in relative], group_salt)
+    values = [label_key(_match(name, "label_regex", label_re, names, i)) if label_re else r.split("/", 1)[0]
+              for i, r in enumerate(relative)]
+    groups = [salted_hash(group_salt, _match(name, "group_regex", group_re, names, i) if group_re else r)
+              for i, r in enumerate(relative)]
     task = TaskLabels.from_option(name, classes, values)
     options = dict(root=root, extensions=extensions, label_regex=label_regex, group_regex=group_regex,
                    classes=classes, drop_other=drop_other, min_per_class=min_per_class, on_error=on_error)
-    paths = [str(root_path / r) for r in relative]
-    return _image_provenance_and_finish(name, "image_folder", f"image folder {str(root_path)!r}", paths, relative,
+    return _image_provenance_and_finish(name, "image_folder", f"image folder {str(root_path)!r}", names,
                                         values, groups, task, drop_other, min_per_class, on_error, group_salt,
                                         options, context)
 
 
 def read_csv_columns(name: str, csv_path: Path, columns: dict[str, str | None], where_filter: dict | None = None
                      ) -> dict[str, list[str]]:
-    """The named columns of a CSV (option -> column name), rows filtered by ``where_filter``.
+    """The named columns of a CSV (option -> column name), rows filtered by ``where_filter``;
+    ``"line"``: each kept row's line number in the file, for messages that name a row.
 
     csv.DictReader, not pandas: every cell stays text (pandas would turn "1" into 1.0 and blank
     cells into NaN, which then need undoing for label matching).
@@ -599,12 +656,15 @@ def read_csv_columns(name: str, csv_path: Path, columns: dict[str, str | None], 
                     )
             allowed = {c: {label_key(v) for v in (vs if isinstance(vs, list) else [vs])}
                        for c, vs in (where_filter or {}).items()}
-            out: dict[str, list[str]] = {option: [] for option in wanted}
+            out: dict[str, list] = {option: [] for option in wanted}
+            out["line"] = []
             for row in reader:
                 if any(label_key(row[c] or "") not in values for c, values in allowed.items()):
                     continue
                 for option, column in wanted.items():
                     out[option].append((row[column] or "").strip())
+                # the row's last line: the same as its first unless a quoted cell spans lines
+                out["line"].append(reader.line_num)
     except (OSError, UnicodeDecodeError, csv.Error) as error:
         raise DatasetError(f"dataset {name!r}: cannot read CSV {str(csv_path)!r}: {error}") from None
     return out
@@ -620,6 +680,7 @@ def read_image_csv(
     group_column: str | None = None,
     group_regex: str | None = None,
     where: dict | None = None,
+    duplicates: str = "raise",
     classes=None,
     drop_other: bool = False,
     min_per_class: int = 1,
@@ -627,9 +688,16 @@ def read_image_csv(
     group_salt: str = DEFAULT_GROUP_SALT,
 ) -> RawDataset:
     """Images listed in a CSV: ``path_column`` (relative to ``root``, default the CSV's folder),
-    ``label_column``; group from ``group_column``, else ``group_regex`` on the path, else the path.
-    ``where`` keeps only rows whose columns hold one of the listed values (e.g. frontal views)."""
+    ``label_column``; group from ``group_column``, else ``group_regex`` on the path, else the
+    image's path below root. ``where`` keeps only rows whose columns hold one of the listed values
+    (e.g. frontal views).
+
+    Every listed path must resolve (``..`` and symlinks followed) to a file under root. An image
+    listed twice (the same resolved path) with different labels or groups is an error; identical
+    repeats are an error too, or with ``duplicates: drop`` only the first listing is kept.
+    """
     _check_common(name, on_error, drop_other, min_per_class)
+    duplicates = _check_choice(name, "duplicates", duplicates, ["raise", "drop"])
     csv_path = _root(name, csv, "csv")
     root_path = _root(name, root) if root is not None else csv_path.parent
     group_re = _regex(name, "group_regex", group_regex)
@@ -637,24 +705,77 @@ def read_image_csv(
         raise DatasetError(f"dataset {name!r}: option 'where' must map column names to lists of values, got {where!r}")
     table = read_csv_columns(name, csv_path, {"path_column": path_column, "label_column": label_column,
                                               "group_column": group_column}, where)
-    relative = table["path_column"]
+    relative, lines = table["path_column"], table["line"]
     if not relative:
         raise DatasetError(f"dataset {name!r}: CSV {str(csv_path)!r} lists no images")
+    shown_csv = f"CSV {str(csv_path)!r}"
+    # An absolute cell replaces root in the join; resolve() follows ".." and symlinks.
+    resolved_root = root_path.resolve()
+    resolved = [(root_path / r).resolve() for r in relative]
+    names = FileNames("file", relative, [str(p) for p in resolved], group_salt, lines=lines)
+    for index, path in enumerate(resolved):
+        if not path.is_relative_to(resolved_root):
+            raise DatasetError(
+                f"dataset {name!r}: {shown_csv}: {names(index)} in column {path_column!r} (option 'path_column') "
+                f"resolves outside root {str(root_path)!r} (option 'root'); every listed image must lie under root"
+            )
     values = [label_key(v) for v in table["label_column"]]
     if group_column is not None:
         raw_groups = table["group_column"]
     elif group_re is not None:
-        raw_groups = [_match(name, "group_regex", group_re, r, f"path {r!r} in CSV {str(csv_path)!r}") for r in relative]
-    else:
-        raw_groups = relative
+        raw_groups = [_match(name, "group_regex", group_re, names, i) for i in range(len(relative))]
+    else:  # the image's own path, however the CSV spells it
+        raw_groups = [p.relative_to(resolved_root).as_posix() for p in resolved]
+    keep = _drop_duplicate_rows(name, shown_csv, names, resolved, values, raw_groups, label_column, duplicates)
+    n_dropped = len(relative) - len(keep)
+    if n_dropped:
+        context.info("%s: dropped %d duplicate row(s) of %s (duplicates: drop)", name, n_dropped, shown_csv)
+        names = FileNames("file", [relative[i] for i in keep], [names.paths[i] for i in keep], group_salt,
+                          lines=[lines[i] for i in keep])
+        values, raw_groups = [values[i] for i in keep], [raw_groups[i] for i in keep]
     groups = [salted_hash(group_salt, g) for g in raw_groups]
     task = TaskLabels.from_option(name, classes, values)
     options = dict(csv=csv, root=root, path_column=path_column, label_column=label_column, group_column=group_column,
-                   group_regex=group_regex, where=where, classes=classes, drop_other=drop_other,
-                   min_per_class=min_per_class, on_error=on_error)
-    paths = [str(root_path / r) for r in relative]
-    return _image_provenance_and_finish(name, "image_csv", f"CSV {str(csv_path)!r}", paths, relative, values, groups,
-                                        task, drop_other, min_per_class, on_error, group_salt, options, context)
+                   group_regex=group_regex, where=where, duplicates=duplicates, classes=classes,
+                   drop_other=drop_other, min_per_class=min_per_class, on_error=on_error)
+    return _image_provenance_and_finish(name, "image_csv", shown_csv, names, values, groups, task, drop_other,
+                                        min_per_class, on_error, group_salt, options, context,
+                                        extra_provenance={"duplicate_rows_dropped": n_dropped})
+
+
+def _drop_duplicate_rows(name: str, shown_csv: str, names: FileNames, resolved: list[Path], values: list[str],
+                         groups: list[str], label_column: str, duplicates: str) -> list[int]:
+    """Indices of the rows to keep: the first listing of each image (same resolved path).
+
+    Repeats with another label or group are always an error (which one would be right?); the
+    group values are not shown, as they may be patient ids. Identical repeats: an error with
+    ``duplicates: raise``, dropped with ``drop``.
+    """
+    first_of: dict[Path, int] = {}
+    repeats: dict[int, list[int]] = {}  # first listing -> the later ones
+    for index, path in enumerate(resolved):
+        first = first_of.setdefault(path, index)
+        if first != index:
+            repeats.setdefault(first, []).append(index)
+    for first, later in repeats.items():
+        rows = [first, *later]
+        if len({values[i] for i in rows}) > 1:
+            shown = ", ".join(f"line {names.lines[i]}: {values[i]!r}" for i in rows)
+            raise DatasetError(f"dataset {name!r}: {shown_csv} lists {names(first, with_line=False)} with "
+                               f"conflicting labels: {shown} (column {label_column!r}); keep one row per image")
+        if len({groups[i] for i in rows}) > 1:
+            shown = ", ".join(str(names.lines[i]) for i in rows)
+            raise DatasetError(f"dataset {name!r}: {shown_csv} lists {names(first, with_line=False)} with different "
+                               f"groups on lines {shown} (values not shown); keep one row per image")
+    if repeats and duplicates == "raise":
+        first, later = next(iter(repeats.items()))
+        shown = ", ".join(str(names.lines[i]) for i in [first, *later])
+        more = f" ({len(repeats) - 1} more image(s) listed more than once)" if len(repeats) > 1 else ""
+        raise DatasetError(f"dataset {name!r}: {shown_csv} lists {names(first, with_line=False)} more than once: "
+                           f"lines {shown}{more}; remove the repeated rows, or set duplicates: drop to keep the "
+                           "first listing of each image (option 'duplicates')")
+    dropped = {i for later in repeats.values() for i in later}
+    return [i for i in range(len(resolved)) if i not in dropped]
 
 
 # ----------------------------------------------------------------------------------------------
@@ -777,22 +898,25 @@ def read_dicom(
         if group_column is not None:
             group_of[cell] = table["group_column"][index]
     task = TaskLabels.from_option(name, classes, label_of.values())
+    # Messages name files by path (through names), never by UID or another header value.
+    names = FileNames("DICOM file", relative, files, group_salt)
     dropped_before: dict = {}
+    wanted = list(range(len(files)))
     if key == "path":  # labels known before decoding: reject or drop first, decode only what is kept
         values = [label_of.get(r, "<no CSV row>") for r in relative]
-        _, _, dropped_before = task.assign(name, values, f"labels CSV {str(csv_path)!r}", drop_other, items=relative)
+        _, _, dropped_before = task.assign(name, values, f"labels CSV {str(csv_path)!r}", drop_other, items=names)
         wanted = [i for i, v in enumerate(values) if v in task.value_to_class]
-        files, relative = [files[i] for i in wanted], [relative[i] for i in wanted]
     job = _DicomJob(window_values, None if group_column else group, context.size, context.channels)
-    skips = Skips(name, on_error, hide_names=True, salt=group_salt)
-    images, values, groups = [], [], []
-    for index, (ok, result) in enumerate(parallel_map(job, files, context.threads)):
+    skips = Skips(name, on_error, names)
+    images, values, groups, kept = [], [], [], []
+    for index, (ok, result) in zip(wanted, parallel_map(job, [files[i] for i in wanted], context.threads)):
         if not ok:
-            skips.handle(f"DICOM file {relative[index]!r}", f"unreadable or corrupt ({result})", context)
+            skips.handle(index, f"unreadable or corrupt ({result})", context)
             continue
         image, uid, header_group = result
         lookup = relative[index] if key == "path" else uid
         images.append(image)
+        kept.append(index)
         values.append(label_of.get(lookup, "<no CSV row>"))
         raw_group = group_of.get(lookup, "") if group_column else header_group
         groups.append(salted_hash(group_salt, raw_group if raw_group else relative[index]))
@@ -804,7 +928,7 @@ def read_dicom(
     provenance = _common_provenance("dicom", options, group_salt, ("pydicom",))
     provenance.update(skips.provenance(), files_matched=len(relative))
     return _finish(name, f"labels CSV {str(csv_path)!r}", images, values, groups, task, drop_other, min_per_class,
-                   provenance, context, dropped_before=dropped_before)
+                   provenance, context, dropped_before=dropped_before, items=lambda i: names(kept[i]))
 
 
 # ----------------------------------------------------------------------------------------------
@@ -834,10 +958,8 @@ class _NiftiJob:
         if mask_path is not None:
             mask = np.asarray(nibabel.load(mask_path).dataobj)
             if mask.shape != volume.shape:
-                raise ShapeMismatch(
-                    f"mask {os.path.basename(mask_path)!r} has shape {mask.shape} but image "
-                    f"{os.path.basename(image_path)!r} has shape {volume.shape}"
-                )
+                # no file names here: the message naming the volume (and mask) adds them
+                raise ShapeMismatch(f"the mask has shape {mask.shape} but the image has shape {volume.shape}")
         finite = volume[np.isfinite(volume)]
         if finite.size == 0:
             raise ValueError("volume has no finite voxel")
@@ -926,45 +1048,49 @@ def read_nifti(
         # The pattern may match the masks too (e.g. "*.nii.gz"): a mask is never its own image.
         mask_set = set(masks) - set(p for p, m in zip(files, masks) if p == m)
         pairs = [(p, m) for p, m in zip(files, masks) if p not in mask_set]
-        unpaired = [Path(p).relative_to(root_path).as_posix() for p, m in pairs if p == m]
-        if unpaired:
-            raise DatasetError(f"dataset {name!r}: mask_replace {mask_replace} does not change image path(s) "
-                               f"{unpaired[:N_NAMED_SKIPS]}")
     else:
         pairs = [(p, None) for p in files]
     if not pairs:
         raise DatasetError(f"dataset {name!r}: no NIfTI files match {pattern!r} under {str(root_path)!r}")
     relative = [Path(p).relative_to(root_path).as_posix() for p, _ in pairs]
+    names = FileNames("NIfTI volume", relative, [p for p, _ in pairs], group_salt)
+    if mask_replace is not None:
+        unpaired = [i for i, (p, m) in enumerate(pairs) if p == m]
+        if unpaired:
+            raise DatasetError(f"dataset {name!r}: mask_replace {mask_replace} does not change the path of "
+                               f"{', '.join(names(i) for i in unpaired[:N_NAMED_SKIPS])}")
+        names = replace(names, masks=[m for _, m in pairs], root=root_path)
     slice_labels: dict[tuple[str, int], str] = {}
     if labels_csv is not None:
         csv_path = _root(name, labels_csv, "labels_csv")
         table = read_csv_columns(name, csv_path, {"volume_column": volume_column, "slice_column": slice_column,
                                                   "label_column": label_column})
-        for volume, slice_text, label in zip(table["volume_column"], table["slice_column"], table["label_column"]):
+        for volume, slice_text, label, line in zip(table["volume_column"], table["slice_column"],
+                                                   table["label_column"], table["line"]):
             try:
                 slice_labels[(volume, int(float(slice_text)))] = label_key(label)
             except ValueError:
-                raise DatasetError(f"dataset {name!r}: CSV {str(csv_path)!r}: slice {slice_text!r} of volume "
-                                   f"{volume!r} is not an integer") from None
+                # the line, not the volume: its path may hold a patient id
+                raise DatasetError(f"dataset {name!r}: CSV {str(csv_path)!r} line {line}: slice {slice_text!r} "
+                                   f"(column {slice_column!r}, option 'slice_column') is not an integer") from None
         where = f"labels CSV {str(csv_path)!r}"
     else:
         where = f"masks under {str(root_path)!r}"
     job = _NiftiJob(axis, percentiles, float(foreground_threshold), float(min_foreground), context.size,
                     context.channels)
-    skips = Skips(name, on_error, hide_names=True, salt=group_salt)
+    skips = Skips(name, on_error, names)
     images, values, groups = [], [], []
     n_slices = n_dropped = n_volumes = 0
     for index, (ok, result) in enumerate(parallel_map(job, pairs, context.threads)):
         if not ok:
             problem = result if result.startswith("ShapeMismatch") else f"unreadable or corrupt ({result})"
-            skips.handle(f"NIfTI volume {relative[index]!r}", problem, context)
+            skips.handle(index, problem, context)
             continue
         slices, indices, mask_labels, counts = result
         n_volumes += 1
         n_slices += counts["slices"]
         n_dropped += counts["dropped_foreground"]
-        volume_id = _match(name, "group_regex", group_re, relative[index], f"volume {relative[index]!r}") \
-            if group_re else relative[index]
+        volume_id = _match(name, "group_regex", group_re, names, index) if group_re else relative[index]
         group_hash = salted_hash(group_salt, volume_id)
         for position, slice_index in enumerate(indices):
             images.append(slices[position])

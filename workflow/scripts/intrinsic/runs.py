@@ -7,14 +7,21 @@ tidy tables without code changes.
 Files of one run (paths chosen by the workflow):
     model        float32 weights + the build_model arguments (``models.save_model``)
     training     JSON: keys, settings, epochs, fitted, per-epoch history, device, seconds
-    checkpoint   resume state, written every epoch while training and deleted once the model is
-                 saved; it is not a workflow output, so Snakemake keeps it when a job is killed
+    checkpoints  a folder per run: the resume state (written every epoch, ``training.train``),
+                 checkpoints of earlier settings or set aside, and the run's lock file. It is
+                 not a workflow output, so Snakemake keeps it when a job is killed; a successful
+                 training removes the whole folder once the model and record are written.
     evaluation   JSON: {"run": one flat row of runs.csv, "attacks": rows of attacks.csv}
+
+One trainer per run at a time: ``train_run`` holds an exclusive lock in the run's checkpoint
+folder, so a second trainer (e.g. a rerun while the job of a Snakemake process that died is
+still training) fails at once, naming the holder, instead of training from the same checkpoint.
 """
 
 from __future__ import annotations
 
 import hashlib
+import shutil
 import time
 from pathlib import Path
 from typing import Any
@@ -24,9 +31,9 @@ import torch
 
 from .cache import load_cache
 from .evaluation import attack_penalties, evaluate, jacobian_norm, representation_dimension
-from .io import read_json, write_json
+from .io import exclusive_lock, read_json, write_json
 from .models import load_model, save_model
-from .splits import Split
+from .splits import load_split
 from .training import TrainConfig, architecture, train
 
 
@@ -59,12 +66,12 @@ def train_settings(model: str, training: dict, seed: int, device: str) -> TrainC
 def _split_arrays(cache_folder, split_path, parts=("train",)) -> tuple[dict, dict]:
     """({part: (uint8 images, binary labels)} for the split's ``parts``, cache meta)."""
     cache = load_cache(cache_folder)
-    split = Split.load(split_path)
+    split = load_split(split_path, cache)
     arrays = {}
     for part in parts:
         index = getattr(split, f"{part}_idx")
         order = np.argsort(index)  # a memory-mapped cache reads fastest in file order
-        arrays[part] = np.asarray(cache.images[index[order]]), getattr(split, f"{part}_y")[order]
+        arrays[part] = cache.read_images(index[order]), getattr(split, f"{part}_y")[order]
     return arrays, cache.meta
 
 
@@ -84,26 +91,30 @@ def checkpoint_path(folder: str | Path, config: TrainConfig) -> Path:
 
 def train_run(keys: dict, cache_folder, split_path, config: TrainConfig, model_path, record_path,
               checkpoint_folder, log: Any = None, progress: bool = False) -> dict:
-    """Train ``keys["model"]`` on the split's training set; write the model and the record."""
+    """Train ``keys["model"]`` on the split's training set; write the model and the record, then
+    remove the run's checkpoint folder (its resume state, superseded or set-aside checkpoints and
+    partial files of killed writes: the model file now holds the result)."""
     started = time.perf_counter()
-    arrays, _ = _split_arrays(cache_folder, split_path)
-    images, labels = arrays["train"]
-    checkpoint = checkpoint_path(checkpoint_folder, config)
-    result = train(keys["model"], images, labels, config, checkpoint_path=checkpoint, log=log,
-                   progress=progress)
-    save_model(model_path, result.model, architecture(keys["model"], images.shape[1], config))
-    record = {
-        **keys,
-        "epochs": result.epochs,
-        "fitted": result.fitted,
-        "resumed_from": result.resumed_from,
-        "device": result.device,
-        "train_seconds": round(time.perf_counter() - started, 3),
-        "settings": config.to_dict(),
-        "history": result.history,
-    }
-    write_json(record_path, record)
-    checkpoint.unlink(missing_ok=True)  # the model file now holds the result
+    folder = Path(checkpoint_folder)
+    with exclusive_lock(folder / "lock", f"training of run {keys}"):
+        arrays, _ = _split_arrays(cache_folder, split_path)
+        images, labels = arrays["train"]
+        result = train(keys["model"], images, labels, config, checkpoint_path=checkpoint_path(folder, config),
+                       log=log, progress=progress, started=started)
+        save_model(model_path, result.model, architecture(keys["model"], images.shape[1], config))
+        record = {
+            **keys,
+            "epochs": result.epochs,
+            "fitted": result.fitted,
+            "resumed_from": result.resumed_from,
+            "device": result.device,
+            "train_seconds": round(result.train_seconds, 3),
+            "checkpoints_set_aside": result.set_aside,
+            "settings": config.to_dict(),
+            "history": result.history,
+        }
+        write_json(record_path, record)
+        shutil.rmtree(folder)  # the lock's file goes too; the lock is held until the block ends
     return record
 
 
@@ -116,7 +127,8 @@ def evaluate_run(keys: dict, cache_folder, split_path, model_path, training_reco
     started = time.perf_counter()
     device = resolve_device(device)
     model, _ = load_model(model_path, device)
-    trained = read_json(training_record)
+    trained = read_json(training_record, required=("epochs", "fitted", "resumed_from", "train_seconds",
+                                                    "device", "settings"))
     arrays, meta = _split_arrays(cache_folder, split_path, ("train", "test"))
     train_x, train_y = _as_tensors(*arrays["train"])
     test_x, test_y = _as_tensors(*arrays["test"])
@@ -134,6 +146,7 @@ def evaluate_run(keys: dict, cache_folder, split_path, model_path, training_reco
         "max_epochs": trained["settings"]["max_epochs"],
         "training_mode": trained["settings"]["mode"],
         "fitted": trained["fitted"],
+        "resumed_from": trained["resumed_from"],
         "learning_rate": trained["settings"]["learning_rate"],
         "batch_size": trained["settings"]["batch_size"],
         "train_loss": on_train["loss"],

@@ -10,17 +10,23 @@ For one (dataset, seed):
      size N is the first N/2 images of each class.
 Steps 1-2 never look at N, so the test set is the same for every N, and step 3 takes prefixes of
 one fixed order, so training sets are nested: train(N1) is a subset of train(N2) for N1 < N2.
+
+A split file records the ``sha256`` of the cache it indexes; ``load_split`` checks it, the
+indices and the labels against the cache, so a split is never applied to another build of its
+dataset, and a damaged split file is an error naming it.
 """
 
 from __future__ import annotations
 
 import itertools
+import zipfile
 import zlib
 from dataclasses import dataclass
 
 import numpy as np
 
-from .cache import DatasetError
+from .cache import DatasetCache, DatasetError
+from .io import atomic_write, rebuild_hint
 
 
 @dataclass
@@ -33,10 +39,10 @@ class Split:
     test_y: np.ndarray
     classes: tuple[str, str]
     class_ids: tuple[int, int]
+    cache_sha256: str = ""  # meta["sha256"] of the cache the indices point into
 
     def save(self, path) -> None:
-        from .io import atomic_write
-
+        # np.savez writes a zip archive, whose per-member CRC-32 np.load checks on reading.
         with atomic_write(path) as handle:
             np.savez(
                 handle,
@@ -46,19 +52,49 @@ class Split:
                 test_y=self.test_y,
                 classes=np.array(self.classes),
                 class_ids=np.array(self.class_ids),
+                cache_sha256=np.array(self.cache_sha256),
             )
 
     @classmethod
     def load(cls, path) -> "Split":
-        with np.load(path, allow_pickle=False) as data:
-            return cls(
-                train_idx=data["train_idx"],
-                train_y=data["train_y"],
-                test_idx=data["test_idx"],
-                test_y=data["test_y"],
-                classes=tuple(str(c) for c in data["classes"]),
-                class_ids=tuple(int(c) for c in data["class_ids"]),
-            )
+        """Read a split file; a damaged or incomplete one is a DatasetError naming it."""
+        try:
+            with np.load(path, allow_pickle=False) as data:
+                return cls(
+                    train_idx=data["train_idx"],
+                    train_y=data["train_y"],
+                    test_idx=data["test_idx"],
+                    test_y=data["test_y"],
+                    classes=tuple(str(c) for c in data["classes"]),
+                    class_ids=tuple(int(c) for c in data["class_ids"]),
+                    cache_sha256=str(data["cache_sha256"]),
+                )
+        except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile) as error:
+            raise DatasetError(f"split {path}: cannot read it ({type(error).__name__}: {error}); "
+                               f"{rebuild_hint(path)}") from None
+
+    def check(self, cache: DatasetCache, path) -> None:
+        """The split indexes this build of ``cache``: same checksum, indices in range, each
+        index's cache label the class its binary label names."""
+        if self.cache_sha256 != cache.meta["sha256"]:
+            raise DatasetError(f"split {path} was made from another build of cache {cache.folder} (cache "
+                               f"checksum {self.cache_sha256[:12] or '<none>'}, now {cache.meta['sha256'][:12]}); "
+                               f"{rebuild_hint(path)}")
+        for part in ("train", "test"):
+            index, binary = getattr(self, f"{part}_idx"), getattr(self, f"{part}_y")
+            if len(index) != len(binary) or (len(index) and (index.min() < 0 or index.max() >= len(cache.labels))):
+                raise DatasetError(f"split {path}: {part} indices do not fit cache {cache.folder}; {rebuild_hint(path)}")
+            if not np.isin(binary, (0, 1)).all() or \
+                    (cache.labels[index] != np.asarray(self.class_ids)[binary]).any():
+                raise DatasetError(f"split {path}: {part} labels disagree with cache {cache.folder}; "
+                                   f"{rebuild_hint(path)}")
+
+
+def load_split(path, cache: DatasetCache) -> Split:
+    """``Split.load(path)`` checked against the cache it indexes (``Split.check``)."""
+    split = Split.load(path)
+    split.check(cache, path)
+    return split
 
 
 def _rng(dataset: str, seed: int) -> np.random.Generator:
@@ -115,8 +151,10 @@ def make_split(
     n_test: int,
     seed: int,
     pairs: list[list[str]] | None = None,
+    cache_sha256: str = "",
 ) -> Split:
-    """Class-balanced, group-disjoint split; see the module docstring for the guarantees."""
+    """Class-balanced, group-disjoint split; see the module docstring for the guarantees.
+    ``cache_sha256``: the checksum of the cache ``labels`` and ``groups`` come from."""
     labels = np.asarray(labels)
     groups = np.asarray(groups)
     for name, size in (("n_train", n_train), ("n_test", n_test)):
@@ -173,4 +211,22 @@ def make_split(
         test_y=np.concatenate(test_y),
         classes=(classes[pair[0]], classes[pair[1]]),
         class_ids=(int(pair[0]), int(pair[1])),
+        cache_sha256=cache_sha256,
     )
+
+
+def check_distinct_training_images(cache: DatasetCache, split: Split, knn_k: int, where: str) -> int:
+    """The number of distinct training images; fewer than ``knn_k`` + 1 is a DatasetError
+    naming ``properties.knn_k`` (the MLE of d_data and d_repr needs k neighbours of each point
+    among the distinct ones), raised before any model is trained on the split."""
+    # Identical images share their CRC, so at least as many images as CRCs are distinct: only
+    # when the CRCs alone do not show enough are the images compared byte for byte.
+    distinct = len(np.unique(cache.row_crc32[split.train_idx]))
+    if distinct <= knn_k:
+        rows = cache.read_images(split.train_idx)
+        distinct = len(np.unique(rows.reshape(len(rows), -1), axis=0))
+    if distinct <= knn_k:
+        raise DatasetError(f"{where}: the training set has {distinct} distinct images of {len(split.train_idx)}; "
+                           f"d_data and d_repr need more than properties.knn_k = {knn_k} of them: lower "
+                           "properties.knn_k or raise the smallest splits.n_train")
+    return distinct

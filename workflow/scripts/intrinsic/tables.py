@@ -84,7 +84,7 @@ def grid_tables(evaluation_paths: list[str | os.PathLike], properties: pd.DataFr
                 run_keys: list[str]) -> tuple[pd.DataFrame, pd.DataFrame]:
     """(runs, attacks): one row per run and one per run x attack x eps, joined with the
     properties of the run's training split. ``run_keys`` are the grid axes (dataset, model, ...)."""
-    records = [read_json(path) for path in evaluation_paths]
+    records = [read_json(path, required=("run", "attacks")) for path in evaluation_paths]
     if not records:
         raise ValueError("no evaluation records to merge")
     runs = pd.DataFrame([record["run"] for record in records])

@@ -24,14 +24,18 @@ Design:
   seeded with ``seed``, and on the CPU ``torch.use_deterministic_algorithms(True,
   warn_only=True)`` is enabled for the duration of ``train`` (the previous setting is
   restored afterwards). The same seed gives bitwise-identical weights and losses on the CPU.
-* Checkpoints: after EVERY epoch, atomically (``io.atomic_write``), a dict with the model and
-  optimizer state, the epoch, the history, the fit streak, the RNG states (global CPU RNG, the
-  shuffle generator, the CUDA RNG of the device if any), the config as a dict, the model name
-  and a fingerprint of the data. If ``checkpoint_path`` exists when ``train`` starts, training
-  resumes from it; a run killed after epoch k and resumed is bitwise identical (on the CPU) to
-  an uninterrupted run. Every config field must match except ``max_epochs`` (which may be raised
-  to continue a run, but not lowered below the checkpoint's epoch); otherwise ``ValueError``
-  names the mismatching fields.
+* Checkpoints: after EVERY epoch, atomically and with a digest (``io.save_verified``), a dict
+  with the model and optimizer state, the epoch, the history, the fit streak, the RNG states
+  (global CPU RNG, the shuffle generator, the CUDA RNG of the device if any), the config as a
+  dict, the model name, a fingerprint of the data and the training seconds so far. If
+  ``checkpoint_path`` exists when ``train`` starts, training resumes from it; a run killed after
+  epoch k and resumed is bitwise identical (on the CPU) to an uninterrupted run. Whether a run
+  resumes depends only on the checkpoint and the configuration, never on history: a checkpoint
+  that is unreadable, fails its digest, or cannot lead to the configured result (another model,
+  other data, a config field other than ``max_epochs`` differs, or it is already past
+  ``max_epochs``) is set aside (renamed to ``<name>.set-aside-<UTC time>``, never deleted here;
+  ``set_aside_checkpoint``), the reason is logged and returned in ``TrainResult.set_aside``, and
+  training starts fresh. ``max_epochs`` may be raised to continue a run.
 * ``bf16``: on CUDA only, training forward passes run under ``torch.autocast(bfloat16)`` (the
   fit check is ``evaluation.evaluate`` in float32, like every reported number) with the model
   and data in channels_last memory format; parameters and optimizer state stay float32. Ignored
@@ -41,8 +45,10 @@ Design:
 from __future__ import annotations
 
 import dataclasses
+import datetime
 import logging
 import math
+import os
 import sys
 import time
 from dataclasses import dataclass, field
@@ -55,10 +61,10 @@ from torch import nn
 
 from .cache import checksum
 from .evaluation import evaluate
-from .io import atomic_write
+from .io import ArtefactError, load_verified, save_verified
 from .models import build_model
 
-CHECKPOINT_FORMAT = 1
+CHECKPOINT_FORMAT = 2
 EVAL_BATCH_SIZE = 256
 # Config fields that may differ between a checkpoint and the run resuming it.
 RESUMABLE_FIELDS = ("max_epochs",)
@@ -131,7 +137,10 @@ class TrainResult:
     epoch with keys epoch, train_loss (running mean over the epoch's batches, train mode),
     running_accuracy (same, train mode), train_accuracy and eval_loss (eval mode, full training
     set, end of epoch; train_accuracy is what the fit criterion uses), seconds (wall time).
-    resumed_from: epoch of the checkpoint training resumed from (0 for a fresh start)."""
+    resumed_from: epoch of the checkpoint training resumed from (0 for a fresh start).
+    train_seconds: wall time of all segments that produced the model, from each segment's
+    ``started`` to its last checkpoint (the last segment: to the end of training).
+    set_aside: why each checkpoint found at the start was set aside (empty normally)."""
 
     model: nn.Module
     epochs: int
@@ -139,6 +148,8 @@ class TrainResult:
     history: list[dict] = field(default_factory=list)
     device: str = "cpu"
     resumed_from: int = 0
+    train_seconds: float = 0.0
+    set_aside: list[str] = field(default_factory=list)
 
 
 def architecture(model_name: str, in_channels: int, config: TrainConfig) -> dict:
@@ -218,9 +229,11 @@ def _set_rng_state(state: dict, generator: torch.Generator, device: torch.device
         torch.cuda.set_rng_state(state["torch_cuda"], device)
 
 
-def _check_checkpoint(ckpt: dict, path: Path, model_name: str, config: TrainConfig, fingerprint: str) -> None:
-    if ckpt.get("format") != CHECKPOINT_FORMAT:
-        raise ValueError(f"checkpoint {path}: unknown format {ckpt.get('format')!r}")
+def checkpoint_mismatches(ckpt: dict, model_name: str, config: TrainConfig, fingerprint: str) -> list[str]:
+    """Why ``ckpt`` cannot lead to the configured result (empty: it can be resumed)."""
+    if not isinstance(ckpt, dict) or ckpt.get("format") != CHECKPOINT_FORMAT:
+        found = ckpt.get("format") if isinstance(ckpt, dict) else type(ckpt).__name__
+        return [f"format {found!r}, expected {CHECKPOINT_FORMAT}"]
     mismatches = []
     if ckpt.get("model_name") != model_name:
         mismatches.append(f"model_name (checkpoint {ckpt.get('model_name')!r}, now {model_name!r})")
@@ -233,13 +246,36 @@ def _check_checkpoint(ckpt: dict, path: Path, model_name: str, config: TrainConf
     if int(ckpt.get("epoch", 0)) > config.max_epochs:
         # A longer run cannot be rewound: resuming it would return a model trained past
         # max_epochs, unlike an uninterrupted run.
-        mismatches.append(f"max_epochs (checkpoint at epoch {ckpt.get('epoch')}, now {config.max_epochs}; "
-                          "raise max_epochs or delete the checkpoint)")
+        mismatches.append(f"max_epochs (checkpoint at epoch {ckpt.get('epoch')}, now {config.max_epochs})")
     if ckpt.get("data_fingerprint") != fingerprint:
         mismatches.append("training data (images/labels fingerprint differs)")
-    if mismatches:
-        raise ValueError(f"checkpoint {path} does not match this run; mismatching fields: "
-                         + "; ".join(mismatches))
+    return mismatches
+
+
+def set_aside_checkpoint(path: Path) -> Path:
+    """Rename a checkpoint that must not be resumed, out of the way but kept for inspection."""
+    stamp = datetime.datetime.now(datetime.timezone.utc).strftime("%Y%m%dT%H%M%S.%fZ")
+    target = path.with_name(f"{path.name}.set-aside-{stamp}")
+    os.replace(path, target)
+    return target
+
+
+def _resume_state(path: Path | None, model_name: str, config: TrainConfig, fingerprint: str,
+                  info: Callable[[str], None]) -> tuple[dict | None, list[str]]:
+    """(the checkpoint to resume from or None, reasons for setting one aside)."""
+    if path is None or not path.exists():
+        return None, []
+    try:
+        ckpt = load_verified(path)
+        problems = checkpoint_mismatches(ckpt, model_name, config, fingerprint)
+    except ArtefactError as error:
+        ckpt, problems = None, [str(error)]
+    if not problems:
+        return ckpt, []
+    target = set_aside_checkpoint(path)
+    reason = f"checkpoint {path} set aside as {target.name}: " + "; ".join(problems) + "; training starts fresh"
+    info(f"{model_name}: {reason}")
+    return None, [reason]
 
 
 def train(
@@ -251,18 +287,22 @@ def train(
     log: Any = None,
     progress: bool = False,
     on_epoch_end: Callable[[int, dict], None] | None = None,
+    started: float | None = None,
 ) -> TrainResult:
     """Train ``model_name`` from scratch on (n, C, H, W) uint8 images until it fits (or for
     exactly ``config.max_epochs`` epochs when ``config.mode == "fixed_epochs"``).
 
-    checkpoint_path: written atomically after every epoch; resumed from if it exists; None
-        disables checkpointing.
+    checkpoint_path: written atomically after every epoch; resumed from if it exists and can
+        lead to the configured result (else set aside); None disables checkpointing.
     log: a logging.Logger-like object (``.info``) or a callable taking a string; None logs to
         this module's logger.
     progress: print a per-batch progress line to stderr when stderr is a terminal.
     on_epoch_end: test hook, called as ``on_epoch_end(epoch, history_entry)`` after the epoch's
         checkpoint is written (the tests raise from it to simulate a killed job).
+    started: ``time.perf_counter()`` at the start of this segment (default: now), from which
+        ``train_seconds`` counts; the caller's, to include its loading of the data.
     """
+    segment_started = time.perf_counter() if started is None else started
     info = _log_function(log)
     device = _resolve_device(config.device)
     use_bf16 = bool(config.bf16) and device.type == "cuda"
@@ -291,14 +331,15 @@ def train(
         history: list[dict] = []
         streak = 0
         start_epoch = 0
-        if path is not None and path.exists():
-            ckpt = torch.load(path, map_location="cpu", weights_only=True)
-            _check_checkpoint(ckpt, path, model_name, config, fingerprint)
+        seconds_before = 0.0  # training seconds of earlier segments, up to their last checkpoint
+        ckpt, set_aside = _resume_state(path, model_name, config, fingerprint, info)
+        if ckpt is not None:
             model.load_state_dict(ckpt["model"])
             optimizer.load_state_dict(ckpt["optimizer"])
             history = list(ckpt["history"])
             streak = int(ckpt["fit_streak"])
             start_epoch = int(ckpt["epoch"])
+            seconds_before = float(ckpt["train_seconds"])
             _set_rng_state(ckpt["rng"], generator, device)
             info(f"{model_name}: resumed from {path} at epoch {start_epoch}")
         resumed_from = start_epoch
@@ -317,7 +358,7 @@ def train(
             info(f"{model_name}: checkpoint already fits its training set; nothing to train")
         while epoch < config.max_epochs and not (stop_when_fitted and streak >= config.fit_patience):
             epoch += 1
-            started = time.perf_counter()
+            epoch_started = time.perf_counter()
             model.train()
             permutation = torch.randperm(n, generator=generator)
             batches = _batches(n, config.batch_size, permutation)
@@ -354,7 +395,7 @@ def train(
                 "running_accuracy": running_accuracy,
                 "train_accuracy": train_accuracy,
                 "eval_loss": eval_loss,
-                "seconds": time.perf_counter() - started,
+                "seconds": time.perf_counter() - epoch_started,
             }
             history.append(entry)
             if show_progress:
@@ -374,9 +415,9 @@ def train(
                     "model": model.state_dict(),
                     "optimizer": optimizer.state_dict(),
                     "rng": _rng_state(generator, device),
+                    "train_seconds": seconds_before + time.perf_counter() - segment_started,
                 }
-                with atomic_write(path) as handle:
-                    torch.save(ckpt, handle)
+                save_verified(path, ckpt)
             if on_epoch_end is not None:
                 on_epoch_end(epoch, entry)
 
@@ -385,6 +426,8 @@ def train(
              f"(train accuracy {history[-1]['train_accuracy'] if history else float('nan'):.4f})")
         model = model.float().to(memory_format=torch.contiguous_format).eval()
         return TrainResult(model=model, epochs=epoch, fitted=fitted, history=history,
-                           device=str(device), resumed_from=resumed_from)
+                           device=str(device), resumed_from=resumed_from,
+                           train_seconds=seconds_before + time.perf_counter() - segment_started,
+                           set_aside=set_aside)
     finally:
         torch.use_deterministic_algorithms(previous_deterministic, warn_only=previous_warn_only)
