@@ -65,6 +65,8 @@ from .io import ArtefactError, load_verified, save_verified
 from .models import build_model
 
 CHECKPOINT_FORMAT = 2
+CHECKPOINT_KEYS = ("model_name", "config", "data_fingerprint", "epoch", "fit_streak", "history", "model",
+                   "optimizer", "rng", "train_seconds")
 EVAL_BATCH_SIZE = 256
 # Config fields that may differ between a checkpoint and the run resuming it.
 RESUMABLE_FIELDS = ("max_epochs",)
@@ -234,6 +236,9 @@ def checkpoint_mismatches(ckpt: dict, model_name: str, config: TrainConfig, fing
     if not isinstance(ckpt, dict) or ckpt.get("format") != CHECKPOINT_FORMAT:
         found = ckpt.get("format") if isinstance(ckpt, dict) else type(ckpt).__name__
         return [f"format {found!r}, expected {CHECKPOINT_FORMAT}"]
+    missing = [key for key in CHECKPOINT_KEYS if key not in ckpt]
+    if missing:
+        return [f"missing {', '.join(missing)}"]
     mismatches = []
     if ckpt.get("model_name") != model_name:
         mismatches.append(f"model_name (checkpoint {ckpt.get('model_name')!r}, now {model_name!r})")
