@@ -93,7 +93,7 @@ def test_partial_files_of_killed_writes_are_removed_by_the_next_write(tmp_path):
     partials = [tmp_path / ".ck.pt.abcd_123.tmp", tmp_path / ".ck.pt.zzzzzzzz.tmp"]
     for partial in partials:
         partial.write_bytes(b"x" * 100)
-        os.utime(partial, (time.time() - 60, time.time() - 60))
+        os.utime(partial, (time.time() - 120, time.time() - 120))
     unrelated = [tmp_path / ".ck.pt.v2.abcdefgh.tmp", tmp_path / "ck.pt.notes"]  # other targets' names
     for path in unrelated:
         path.write_bytes(b"keep")
@@ -134,7 +134,7 @@ def test_a_write_killed_midway_leaves_the_target_as_it_was(tmp_path):
     assert result.returncode == -signal.SIGKILL
     assert load_verified(target) == {"epoch": 1}  # untouched
     assert len(stale_partials(target)) == 1
-    os.utime(stale_partials(target)[0], (time.time() - 5, time.time() - 5))
+    os.utime(stale_partials(target)[0], (time.time() - 120, time.time() - 120))
     save_verified(target, {"epoch": 3})
     assert load_verified(target) == {"epoch": 3} and stale_partials(target) == []
 

@@ -135,6 +135,7 @@ def fresh_start_after_setting_aside(tmp_path, checkpoint, run, reason):
         (dict(model="resnet34"), r"model_name \(checkpoint 'resnet18', now 'resnet34'\)"),
         (dict(flip_labels=True), r"training data \(images/labels fingerprint differs\)"),
         (dict(drop_key="optimizer"), r"missing optimizer"),
+        (dict(rename_weight=True), r"its state does not fit the model \(RuntimeError"),
     ],
 )
 def test_a_checkpoint_of_other_settings_model_or_data_is_set_aside(tmp_path, change, reason):
@@ -145,6 +146,10 @@ def test_a_checkpoint_of_other_settings_model_or_data_is_set_aside(tmp_path, cha
     if "drop_key" in change:  # digest-valid but incomplete: resuming would fail on every retry
         state = load_verified(checkpoint)
         del state[change["drop_key"]]
+        save_verified(checkpoint, state)
+    if "rename_weight" in change:  # digest-valid, complete, but of another architecture's layout
+        state = load_verified(checkpoint)
+        state["model"]["renamed.weight"] = state["model"].pop("conv1.weight")
         save_verified(checkpoint, state)
     config = TrainConfig(**{**base, **change.get("config", {})})
     model = change.get("model", "resnet18")
@@ -333,3 +338,17 @@ def test_progress_line_only_on_a_terminal(monkeypatch):
     monkeypatch.setattr(sys, "stderr", pipe)
     train("resnet18", images, labels, config, None, log=lambda _m: None, progress=True)
     assert pipe.getvalue() == ""
+
+
+def test_a_checkpoint_resumes_on_another_device_or_with_more_epochs(tmp_path):
+    """A retry on a CPU node of a run preempted on a GPU node keeps its progress."""
+    images, labels = random_labels(n=16, size=8)
+    checkpoint = tmp_path / "ck.pt"
+    config = TrainConfig(learning_rate=1e-3, batch_size=8, max_epochs=1, seed=0)
+    train("resnet18", images, labels, config, checkpoint, log=lambda _m: None)
+    state = load_verified(checkpoint)
+    state["config"]["device"] = "cuda"  # as written on a GPU node
+    save_verified(checkpoint, state)
+    longer = TrainConfig(learning_rate=1e-3, batch_size=8, max_epochs=2, seed=0)
+    resumed = train("resnet18", images, labels, longer, checkpoint, log=lambda _m: None)
+    assert resumed.resumed_from == 1 and resumed.set_aside == [] and resumed.epochs == 2

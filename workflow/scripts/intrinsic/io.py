@@ -51,6 +51,8 @@ def _current_umask() -> int:
 
 # Read once at import (main thread): os.umask can only be read by setting it.
 UMASK = _current_umask()
+# A partial file beside a target counts as a killed writer's only if unchanged this long.
+STALE_AFTER_SECONDS = 60.0
 
 
 @contextlib.contextmanager
@@ -69,7 +71,8 @@ def atomic_write(path: str | os.PathLike, mode: str = "wb") -> Iterator[IO]:
             handle.flush()
             os.fsync(handle.fileno())
         os.replace(tmp, path)
-        _remove_stale(path, older_than=started)
+        # A margin: file times may lag the clock by a tick (or come from an NFS server's clock).
+        _remove_stale(path, older_than=started - STALE_AFTER_SECONDS)
     except BaseException:
         with contextlib.suppress(FileNotFoundError):
             os.unlink(tmp)
@@ -116,7 +119,7 @@ def _remove_stale(path: Path, older_than: float | None = None) -> None:
     """Remove ``stale_partials(path)``; with ``older_than``, only those not modified since then
     (a concurrent writer's file stays; a killed writer's file stops changing)."""
     for partial in stale_partials(path):
-        with contextlib.suppress(FileNotFoundError):
+        with contextlib.suppress(OSError):  # gone already, or not ours to remove: never fail a write
             if older_than is not None and partial.stat().st_mtime >= older_than:
                 continue
             if partial.is_dir() and not partial.is_symlink():
@@ -252,16 +255,24 @@ def exclusive_lock(path: str | os.PathLike, what: str) -> Iterator[None]:
     holder dies, so a killed job never leaves a lock that blocks the next one (the file itself
     may stay; it is only a name to lock)."""
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o666 & ~UMASK)
-    try:
+    while True:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o666 & ~UMASK)
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
             holder = os.pread(fd, 4096, 0).decode("utf-8", "replace").strip() or "an unknown process"
+            os.close(fd)
             raise LockedError(f"{what} is in progress elsewhere: lock {path} is held by {holder}. Wait for "
                               "that process to finish or stop it (e.g. a trainer left running by a Snakemake "
                               "process that died), then rerun.") from None
+        try:
+            if os.stat(path).st_ino == os.fstat(fd).st_ino:
+                break
+        except FileNotFoundError:
+            pass
+        os.close(fd)  # the file was removed (a finished run's clean-up) after we opened it: again
+    try:
         since = datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")
         os.ftruncate(fd, 0)
         os.pwrite(fd, f"pid {os.getpid()} on host {socket.gethostname()} since {since}\n".encode(), 0)

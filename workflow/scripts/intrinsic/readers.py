@@ -711,8 +711,15 @@ def read_image_csv(
     shown_csv = f"CSV {str(csv_path)!r}"
     # An absolute cell replaces root in the join; resolve() follows ".." and symlinks.
     resolved_root = root_path.resolve()
-    resolved = [(root_path / r).resolve() for r in relative]
-    names = FileNames("file", relative, [str(p) for p in resolved], group_salt, lines=lines)
+    names = FileNames("file", relative, [str(root_path / r) for r in relative], group_salt, lines=lines)
+    resolved = []
+    for index, r in enumerate(relative):
+        try:
+            resolved.append((root_path / r).resolve())
+        except (OSError, RuntimeError) as error:  # a symlink loop; the message names the path
+            raise DatasetError(f"dataset {name!r}: {shown_csv}: {names(index)} cannot be resolved "
+                               f"({type(error).__name__}: {error})") from None
+    names.paths = [str(p) for p in resolved]
     for index, path in enumerate(resolved):
         if not path.is_relative_to(resolved_root):
             raise DatasetError(

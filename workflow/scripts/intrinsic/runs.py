@@ -114,7 +114,9 @@ def train_run(keys: dict, cache_folder, split_path, config: TrainConfig, model_p
             "history": result.history,
         }
         write_json(record_path, record)
-        shutil.rmtree(folder)  # the lock's file goes too; the lock is held until the block ends
+    # After the lock is released (an open lock file cannot be removed on NFS); a clean-up error
+    # must not fail a run whose outputs are written.
+    shutil.rmtree(folder, ignore_errors=True)
     return record
 
 

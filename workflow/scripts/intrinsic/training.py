@@ -68,8 +68,9 @@ CHECKPOINT_FORMAT = 2
 CHECKPOINT_KEYS = ("model_name", "config", "data_fingerprint", "epoch", "fit_streak", "history", "model",
                    "optimizer", "rng", "train_seconds")
 EVAL_BATCH_SIZE = 256
-# Config fields that may differ between a checkpoint and the run resuming it.
-RESUMABLE_FIELDS = ("max_epochs",)
+# Config fields that may differ between a checkpoint and the run resuming it: a longer run, or a
+# retry on another node (runs.checkpoint_path leaves both out of the checkpoint's name).
+RESUMABLE_FIELDS = ("max_epochs", "device")
 MODES = ("until_fit", "fixed_epochs")
 
 _log = logging.getLogger(__name__)
@@ -325,28 +326,40 @@ def train(
     if device.type == "cpu":
         torch.use_deterministic_algorithms(True, warn_only=True)
     try:
-        torch.manual_seed(config.seed)
-        generator = torch.Generator(device="cpu")
-        generator.manual_seed(config.seed)
-        model = build_model(**architecture(model_name, channels, config)).to(device)
-        model = model.to(memory_format=memory_format)
-        optimizer = torch.optim.Adam(model.parameters(), lr=config.learning_rate,
-                                     weight_decay=config.weight_decay)
+        def fresh_start():
+            """(model, optimizer, shuffle generator) seeded as at the start of a run."""
+            torch.manual_seed(config.seed)
+            shuffle = torch.Generator(device="cpu")
+            shuffle.manual_seed(config.seed)
+            fresh = build_model(**architecture(model_name, channels, config)).to(device)
+            fresh = fresh.to(memory_format=memory_format)
+            return fresh, torch.optim.Adam(fresh.parameters(), lr=config.learning_rate,
+                                           weight_decay=config.weight_decay), shuffle
 
+        model, optimizer, generator = fresh_start()
         history: list[dict] = []
         streak = 0
         start_epoch = 0
         seconds_before = 0.0  # training seconds of earlier segments, up to their last checkpoint
         ckpt, set_aside = _resume_state(path, model_name, config, fingerprint, info)
         if ckpt is not None:
-            model.load_state_dict(ckpt["model"])
-            optimizer.load_state_dict(ckpt["optimizer"])
-            history = list(ckpt["history"])
-            streak = int(ckpt["fit_streak"])
-            start_epoch = int(ckpt["epoch"])
-            seconds_before = float(ckpt["train_seconds"])
-            _set_rng_state(ckpt["rng"], generator, device)
-            info(f"{model_name}: resumed from {path} at epoch {start_epoch}")
+            try:
+                model.load_state_dict(ckpt["model"])
+                optimizer.load_state_dict(ckpt["optimizer"])
+                _set_rng_state(ckpt["rng"], generator, device)
+                history = list(ckpt["history"])
+                streak = int(ckpt["fit_streak"])
+                start_epoch = int(ckpt["epoch"])
+                seconds_before = float(ckpt["train_seconds"])
+                info(f"{model_name}: resumed from {path} at epoch {start_epoch}")
+            except Exception as error:  # a state that does not fit this model (e.g. after a library change)
+                target = set_aside_checkpoint(path)
+                reason = (f"checkpoint {path} set aside as {target.name}: its state does not fit the model "
+                          f"({type(error).__name__}: {str(error).splitlines()[0]}); training starts fresh")
+                info(f"{model_name}: {reason}")
+                set_aside.append(reason)
+                model, optimizer, generator = fresh_start()
+                history, streak, start_epoch, seconds_before = [], 0, 0, 0.0
         resumed_from = start_epoch
 
         # The data, once: float32 in [0, 1] on the device.
