@@ -235,10 +235,10 @@ def load_cache(folder: str | os.PathLike, verify: bool = False, mmap: bool = Tru
         raise DatasetError(f"cache {folder} is incomplete (missing {', '.join(missing)}; perhaps written by an "
                            f"older version of this workflow); {rebuild_hint(folder)}")
     try:
-        meta = read_json(folder / "meta.json", required=("shape", "n_images", "classes", "sha256", "index_sha256"))
+        meta = read_json(folder / "meta.json", required=("shape", "n_images", "classes", "sha256", "index_sha256"),
+                         rebuild=folder)
     except ArtefactError as error:
-        raise DatasetError(f"cache {folder}: {error}".replace(rebuild_hint(folder / "meta.json"),
-                                                              rebuild_hint(folder))) from None
+        raise DatasetError(f"cache {folder}: {error}") from None
     arrays = {}
     for name, mode in (("images", "r" if mmap else None), ("labels", None), ("groups", None), ("row_crc32", None)):
         try:

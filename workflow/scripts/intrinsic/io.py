@@ -135,18 +135,22 @@ def write_json(path: str | os.PathLike, data: dict) -> None:
         handle.write("\n")
 
 
-def read_json(path: str | os.PathLike, required: tuple[str, ...] = ()) -> dict:
-    """A JSON object written by ``write_json``; ``required`` keys must be present."""
+def read_json(path: str | os.PathLike, required: tuple[str, ...] = (), rebuild: str | os.PathLike | None = None
+              ) -> dict:
+    """A JSON object written by ``write_json``; ``required`` keys must be present. Errors name the
+    file and how to rebuild ``rebuild`` (default: the file itself; e.g. the cache folder of a
+    cache's meta.json)."""
+    hint = rebuild_hint(path if rebuild is None else rebuild)
     try:
         with open(path, encoding="utf-8") as handle:
             data = json.load(handle)
     except (OSError, UnicodeDecodeError, json.JSONDecodeError) as error:
-        raise ArtefactError(f"{path}: cannot read it as JSON ({error}); {rebuild_hint(path)}") from None
+        raise ArtefactError(f"{path}: cannot read it as JSON ({error}); {hint}") from None
     if not isinstance(data, dict):
-        raise ArtefactError(f"{path}: expected a JSON object, found {type(data).__name__}; {rebuild_hint(path)}")
+        raise ArtefactError(f"{path}: expected a JSON object, found {type(data).__name__}; {hint}")
     missing = [key for key in required if key not in data]
     if missing:
-        raise ArtefactError(f"{path}: missing {', '.join(map(repr, missing))}; {rebuild_hint(path)}")
+        raise ArtefactError(f"{path}: missing {', '.join(map(repr, missing))}; {hint}")
     return data
 
 

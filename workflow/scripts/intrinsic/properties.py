@@ -29,7 +29,7 @@ def split_properties(
 ) -> dict:
     """d_data of the training images of ``split``, as one flat record for the tidy table."""
     started = time.perf_counter()
-    # Sorted indices read a memory-mapped cache sequentially; the uint8 copy is n*C*H*W bytes.
+    # In file order (read_images reads in that order anyway); the uint8 copy is n*C*H*W bytes.
     train = cache.read_images(np.sort(split.train_idx))
     ids = intrinsic_dimension(train, k=knn_k, discard_fraction=twonn_discard_fraction)
     meta = cache.meta
@@ -64,7 +64,7 @@ def pair_sharpness(cache: DatasetCache, pair: tuple[int, int], samples: int = 10
     # Draw the balanced sample first and read only its rows from the memory-mapped cache;
     # label_sharpness then takes all of them (a balanced set of at most m).
     chosen = balanced_sample(binary, samples, rng_seed)
-    images = cache.read_images(pool[chosen])  # chosen is sorted: sequential reads
+    images = cache.read_images(pool[chosen])
     result = label_sharpness(images, binary[chosen], m=len(chosen))
     classes = cache.classes
     return {

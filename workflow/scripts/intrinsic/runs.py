@@ -70,7 +70,7 @@ def _split_arrays(cache_folder, split_path, parts=("train",)) -> tuple[dict, dic
     arrays = {}
     for part in parts:
         index = getattr(split, f"{part}_idx")
-        order = np.argsort(index)  # a memory-mapped cache reads fastest in file order
+        order = np.argsort(index)  # images in file order, as training has always seen them
         arrays[part] = cache.read_images(index[order]), getattr(split, f"{part}_y")[order]
     return arrays, cache.meta
 

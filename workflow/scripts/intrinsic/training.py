@@ -258,12 +258,15 @@ def checkpoint_mismatches(ckpt: dict, model_name: str, config: TrainConfig, fing
     return mismatches
 
 
-def set_aside_checkpoint(path: Path) -> Path:
-    """Rename a checkpoint that must not be resumed, out of the way but kept for inspection."""
+def set_aside_checkpoint(path: Path, problems: list[str], model_name: str, info: Callable[[str], None]) -> str:
+    """Rename a checkpoint that must not be resumed, out of the way but kept for inspection; log
+    and return why."""
     stamp = datetime.datetime.now(datetime.timezone.utc).strftime("%Y%m%dT%H%M%S.%fZ")
     target = path.with_name(f"{path.name}.set-aside-{stamp}")
     os.replace(path, target)
-    return target
+    reason = f"checkpoint {path} set aside as {target.name}: " + "; ".join(problems) + "; training starts fresh"
+    info(f"{model_name}: {reason}")
+    return reason
 
 
 def _resume_state(path: Path | None, model_name: str, config: TrainConfig, fingerprint: str,
@@ -278,10 +281,7 @@ def _resume_state(path: Path | None, model_name: str, config: TrainConfig, finge
         ckpt, problems = None, [str(error)]
     if not problems:
         return ckpt, []
-    target = set_aside_checkpoint(path)
-    reason = f"checkpoint {path} set aside as {target.name}: " + "; ".join(problems) + "; training starts fresh"
-    info(f"{model_name}: {reason}")
-    return None, [reason]
+    return None, [set_aside_checkpoint(path, problems, model_name, info)]
 
 
 def train(
@@ -353,11 +353,8 @@ def train(
                 seconds_before = float(ckpt["train_seconds"])
                 info(f"{model_name}: resumed from {path} at epoch {start_epoch}")
             except Exception as error:  # a state that does not fit this model (e.g. after a library change)
-                target = set_aside_checkpoint(path)
-                reason = (f"checkpoint {path} set aside as {target.name}: its state does not fit the model "
-                          f"({type(error).__name__}: {str(error).splitlines()[0]}); training starts fresh")
-                info(f"{model_name}: {reason}")
-                set_aside.append(reason)
+                problem = f"its state does not fit the model ({type(error).__name__}: {str(error).splitlines()[0]})"
+                set_aside.append(set_aside_checkpoint(path, [problem], model_name, info))
                 model, optimizer, generator = fresh_start()
                 history, streak, start_epoch, seconds_before = [], 0, 0, 0.0
         resumed_from = start_epoch
