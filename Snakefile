@@ -31,6 +31,9 @@ localrules:
     scaling_fits,
     sharpness_robustness,
     generalization_figures,
+    noise_rank_study,
+    variant_study,
+    sensitivity_study,
 
 
 include: "workflow/rules/common.smk"
@@ -48,4 +51,5 @@ rule all:
         rules.scaling_fits.output,
         rules.sharpness_robustness.output,
         rules.generalization_figures.output,
+        study_outputs(),
     default_target: True

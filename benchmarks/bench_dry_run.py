@@ -36,11 +36,11 @@ def bare_snakefile(paper: dict) -> str:
     datasets = paper["datasets"]
     splits, training = paper["splits"], paper["training"]
     axes = (f"DATASETS = {datasets!r}\nN_TRAIN = {splits['n_train']!r}\nSEEDS = {splits['seeds']!r}\n"
-            f"MODELS = {training['models']!r}\n")
+            f"MODELS = {training['models']!r}\nNOISE = ['0.0']\nVARIANTS = ['standard']\n")
     cache = "results/cache/{dataset}"
-    run = "{dataset}/{model}/n{n_train}_seed{seed}"
+    run = "{dataset}/{model}/noise{noise}/{variant}/n{n_train}_seed{seed}"
     split = "results/splits/{dataset}/n{n_train}_seed{seed}.npz"
-    properties = "results/properties/{dataset}/n{n_train}_seed{seed}.json"
+    properties = "results/properties/{dataset}/noise{noise}/n{n_train}_seed{seed}.json"
     evaluation = f"results/runs/{run}/evaluation.json"
 
     def logs(name: str, wildcards: str) -> str:
@@ -48,14 +48,15 @@ def bare_snakefile(paper: dict) -> str:
                 f"    benchmark: 'results/benchmarks/{name}/{wildcards}.tsv'\n")
 
     per_split = "{dataset}/n{n_train}_seed{seed}"
+    per_properties = "{dataset}/noise{noise}/n{n_train}_seed{seed}"
     rules = [
         ("prepare_dataset", f"    output: directory({cache!r})\n" + logs("prepare_dataset", "{dataset}")),
         ("make_split", f"    input: cache={cache!r}\n    output: {split!r}\n    group: 'splits'\n"
          + logs("make_split", per_split)),
         ("dataset_properties", f"    input: cache={cache!r}, split={split!r}\n    output: {properties!r}\n"
-         f"    group: 'properties'\n" + logs("dataset_properties", per_split)),
+         f"    group: 'properties'\n" + logs("dataset_properties", per_properties)),
         ("dataset_properties_table",
-         f"    input: expand({properties!r}, dataset=DATASETS, n_train=N_TRAIN, seed=SEEDS)\n"
+         f"    input: expand({properties!r}, dataset=DATASETS, noise=NOISE, n_train=N_TRAIN, seed=SEEDS)\n"
          "    output: 'results/tables/dataset_properties.csv'\n"),
         ("train_model", f"    input: cache={cache!r}, split={split!r}\n"
          f"    output: model=temp('results/models/{run}.pt'), record='results/runs/{run}/training.json'\n"
@@ -63,15 +64,17 @@ def bare_snakefile(paper: dict) -> str:
         ("evaluate_model", f"    input: cache={cache!r}, split={split!r}, model='results/models/{run}.pt', "
          f"training='results/runs/{run}/training.json'\n    output: {evaluation!r}\n    group: 'run'\n"
          + logs("evaluate_model", run)),
-        ("grid_tables", f"    input: expand({evaluation!r}, dataset=DATASETS, model=MODELS, n_train=N_TRAIN, "
-         "seed=SEEDS), 'results/tables/dataset_properties.csv'\n    output: 'results/tables/runs.csv'\n"),
+        ("grid_tables", f"    input: expand({evaluation!r}, dataset=DATASETS, model=MODELS, noise=NOISE, "
+         "variant=VARIANTS, n_train=N_TRAIN, seed=SEEDS), 'results/tables/dataset_properties.csv'\n"
+         "    output: 'results/tables/runs.csv'\n"),
     ] + [(name, f"    input: {source!r}\n    output: {target!r}\n") for name, source, target in (
         ("figure_dataset_properties", "results/tables/dataset_properties.csv", "results/figures/fig1.png"),
         ("scaling_fits", "results/tables/runs.csv", "results/tables/fits.csv"),
         ("sharpness_robustness", "results/tables/runs.csv", "results/tables/table1.csv"),
-        ("generalization_figures", "results/tables/runs.csv", "results/figures/fig2.png"))]
+        ("generalization_figures", "results/tables/runs.csv", "results/figures/fig2.png"),
+        ("sensitivity_study", "results/tables/runs.csv", "results/tables/jacobian_generalization.csv"))]
     targets = "'results/figures/fig1.png', 'results/tables/fits.csv', 'results/tables/table1.csv', " \
-              "'results/figures/fig2.png'"
+              "'results/figures/fig2.png', 'results/tables/jacobian_generalization.csv'"
     return f"{axes}\nrule all:\n    input: {targets}\n\n" + "".join(bare_rule(*rule) for rule in rules)
 
 

@@ -172,3 +172,111 @@ def test_atomic_write_leaves_nothing_on_failure(tmp_path):
     with atomic_write(target) as handle:
         handle.write(b"whole")
     assert target.read_bytes() == b"whole" and list(tmp_path.iterdir()) == [target]
+
+
+# ----------------------------------------------------------------------------------------------
+# Optional explicit background masks (background.npy)
+
+
+def masked_dataset(n=6, side=16):
+    rng = np.random.default_rng(1)
+    images, masks = [], []
+    for i in range(n):
+        image = np.zeros((side, side + 2 * i))
+        mask = np.ones(image.shape, dtype=bool)
+        mask[4:12, 4:12] = False  # the foreground square
+        image[~mask] = rng.random(64)
+        images.append(image)
+        masks.append(mask)
+    return RawDataset("masked", images, np.arange(n) % 2, np.arange(n), ["a", "b"], backgrounds=masks)
+
+
+def test_explicit_masks_round_trip_at_native_size(tmp_path):
+    raw = masked_dataset(n=4)
+    raw.images = raw.images[:1] * 4  # every image 16 x 16: the native size
+    raw.backgrounds = raw.backgrounds[:1] * 4
+    meta = write_cache(tmp_path, raw, size=16, channels=1, domain="synthetic")
+    assert meta["background"] == "explicit" and len(meta["background_sha256"]) == 64
+    cache = load_cache(tmp_path, verify=True)
+    assert cache.has_background
+    masks = cache.read_background([3, 0])
+    assert masks.dtype == bool and masks.shape == (2, 16, 16)
+    np.testing.assert_array_equal(masks[0], raw.backgrounds[0])
+    stored = np.load(tmp_path / "background.npy")
+    assert stored.dtype == bool and stored.shape == (4, 16, 16)
+
+
+def test_masks_are_resized_by_majority_with_the_images_filter(tmp_path):
+    write_cache(tmp_path, masked_dataset(), size=8, channels=3, domain="synthetic")
+    cache = load_cache(tmp_path)
+    masks = cache.read_background(np.arange(6))
+    assert masks.shape == (6, 8, 8)
+    # Image 0 is 16 x 16, foreground rows/cols 4..11: exactly the 2 x 2 blocks 2..5 at 8 px.
+    expected = np.ones((8, 8), dtype=bool)
+    expected[2:6, 2:6] = False
+    np.testing.assert_array_equal(masks[0], expected)
+    # The masks leave the images as they are: the same sha256 as without them.
+    plain = masked_dataset()
+    plain.backgrounds = None
+    assert write_cache(tmp_path / "plain", plain, 8, 3, "synthetic")["sha256"] == cache.meta["sha256"]
+
+
+def test_caches_without_masks_stay_valid(tmp_path):
+    meta = write_cache(tmp_path, raw_dataset(), size=8, channels=1, domain="natural")
+    assert meta["background"] == "threshold" and "background_sha256" not in meta
+    assert not (tmp_path / "background.npy").exists()
+    assert "background.npy" not in CACHE_FILES
+    cache = load_cache(tmp_path, verify=True)
+    assert not cache.has_background and cache.read_background([0, 1]) is None
+    # a cache written before masks existed: no "background" key in meta.json
+    old = json.loads((tmp_path / "meta.json").read_text())
+    del old["background"]
+    (tmp_path / "meta.json").write_text(json.dumps(old))
+    assert load_cache(tmp_path).read_background([0]) is None
+
+
+def test_a_flipped_mask_byte_is_caught_when_that_mask_is_read(tmp_path):
+    write_cache(tmp_path, masked_dataset(), size=8, channels=1, domain="synthetic")
+    path = tmp_path / "background.npy"
+    data = bytearray(path.read_bytes())
+    data[-1] ^= 1  # the last pixel of mask 5: True <-> False
+    path.write_bytes(bytes(data))
+    cache = load_cache(tmp_path)  # the mask CRCs are intact
+    assert cache.read_background([0, 4]).shape == (2, 8, 8)
+    with pytest.raises(DatasetError, match=rf"background\.npy is corrupt \(1 mask.*first index 5\).*--forcerun {tmp_path}"):
+        cache.read_background([5])
+    with pytest.raises(DatasetError, match=r"background\.npy is corrupt"):
+        load_cache(tmp_path, verify=True)
+
+
+def test_damaged_missing_or_unexpected_mask_files_are_named(tmp_path):
+    write_cache(tmp_path / "a", masked_dataset(), size=8, channels=1, domain="synthetic")
+    flip_byte(tmp_path / "a" / "background_crc32.npy")
+    with pytest.raises(DatasetError, match=r"background_crc32\.npy is corrupt.*--forcerun"):
+        load_cache(tmp_path / "a")
+    write_cache(tmp_path / "b", masked_dataset(), size=8, channels=1, domain="synthetic")
+    (tmp_path / "b" / "background.npy").unlink()
+    with pytest.raises(DatasetError, match=r"background 'explicit' but background\.npy is missing.*--forcerun"):
+        load_cache(tmp_path / "b")
+    write_cache(tmp_path / "c", masked_dataset(), size=8, channels=1, domain="synthetic")
+    truncated = tmp_path / "c" / "background.npy"
+    truncated.write_bytes(truncated.read_bytes()[:-3])
+    with pytest.raises(DatasetError, match=r"cannot read background\.npy.*--forcerun"):
+        load_cache(tmp_path / "c")
+    write_cache(tmp_path / "d", raw_dataset(), size=8, channels=1, domain="synthetic")
+    np.save(tmp_path / "d" / "background.npy", np.ones((12, 8, 8), dtype=bool))
+    with pytest.raises(DatasetError, match=r"has background\.npy but meta\.json says background 'threshold'"):
+        load_cache(tmp_path / "d")
+
+
+def test_bad_masks_are_rejected():
+    raw = masked_dataset()
+    with pytest.raises(DatasetError, match=r"dataset 'masked': 6 images but 5 background masks"):
+        RawDataset("masked", raw.images, raw.labels, raw.groups, raw.classes, backgrounds=raw.backgrounds[:5])
+    wrong = list(raw.backgrounds)
+    wrong[2] = wrong[2][:, :-1]
+    with pytest.raises(DatasetError, match=r"dataset 'masked': background mask 2 has dtype bool shape \(16, 19\)"):
+        RawDataset("masked", raw.images, raw.labels, raw.groups, raw.classes, backgrounds=wrong)
+    wrong[2] = raw.backgrounds[2].astype(np.uint8)
+    with pytest.raises(DatasetError, match=r"background mask 2 has dtype uint8"):
+        RawDataset("masked", raw.images, raw.labels, raw.groups, raw.classes, backgrounds=wrong)

@@ -159,7 +159,7 @@ RGB_RUN = {
 
 
 def test_rgb_dataset_gets_an_rgb_cache_a_three_channel_model_and_its_override(repo, tmp_path):
-    run = "digits/resnet18/n20_seed0"
+    run = "digits/resnet18/noise0.0/standard/n20_seed0"
     # the target before --configfile, which takes several files
     snakemake(repo, tmp_path, "--cores", "2", f"results/runs/{run}/training.json",
               "--configfile", config_file(tmp_path, RGB_RUN))

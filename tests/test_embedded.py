@@ -7,7 +7,7 @@ import pytest
 from sklearn.neighbors import NearestNeighbors
 
 from intrinsic import embedded
-from intrinsic.cache import DatasetError, prepare
+from intrinsic.cache import DatasetError, load_cache, prepare, write_cache
 from intrinsic.embedded import GENERATORS, crop_cell, gaussian_blob, generate, insert_lesion
 
 # Small but representative options per kind, so the whole file stays fast.
@@ -17,6 +17,7 @@ SMALL_OPTIONS = {
     "lfw_faces": {},
     "lesion": {"n_per_class": 40, "sources": ["ct_small", "mr_small", "anatomical", "example4d", "retina"]},
     "synthetic_manifold": {"d": 3, "n_per_class": 40},
+    "low_rank": {"rank": 3, "n_per_class": 40},
 }
 # Fixed data sets: the seed has nothing to randomize.
 SEED_INDEPENDENT = {"sklearn_digits", "lfw_faces"}
@@ -77,6 +78,7 @@ def test_images_labels_groups_are_well_formed(kind):
         ("lfw_faces", {"hflip": False}, ["non_face", "face"], 100),
         ("lesion", {"n_per_class": 40}, ["no_lesion", "lesion"], 40),
         ("synthetic_manifold", {"d": 2, "n_per_class": 40}, ["z1_low", "z1_high"], 40),
+        ("low_rank", {"rank": 2, "n_per_class": 30}, ["z1_low", "z1_high"], 30),
     ],
 )
 def test_exact_class_counts(kind, options, classes, per_class):
@@ -261,6 +263,14 @@ def test_larger_margin_separates_the_classes_more():
         ("synthetic_manifold", {"d": 0}, ["'d'"]),
         ("synthetic_manifold", {"d": 2, "margin": 1.0}, ["margin"]),
         ("sklearn_digits", {"seed": -1}, ["seed"]),
+        ("low_rank", {"rank": 0}, ["'rank'"]),
+        ("low_rank", {"rank": 2.5}, ["'rank'", "integer"]),
+        ("low_rank", {"foreground_fraction": 0.0}, ["foreground_fraction"]),
+        ("low_rank", {"foreground_fraction": 1.5}, ["foreground_fraction"]),
+        ("low_rank", {"margin": 1.0}, ["margin"]),
+        ("low_rank", {"native_size": 4}, ["native_size"]),
+        ("low_rank", {"rank": 80, "native_size": 8}, ["'rank'=80", "4x4", "native_size"]),
+        ("low_rank", {"rank": 10, "n_per_class": 5}, ["n_per_class", "2 * n_per_class > rank"]),
     ],
 )
 def test_bad_kind_or_option_names_the_dataset(kind, options, mentions):
@@ -270,3 +280,73 @@ def test_bad_kind_or_option_names_the_dataset(kind, options, mentions):
     assert "my_dataset" in message
     for word in mentions:
         assert word in message
+
+
+# ----------------------------------------------------------------------------------------------
+# low_rank: a rank-r signal on a foreground square, zero background (Zhang et al. 2025)
+
+
+@pytest.mark.parametrize("rank", [1, 4, 12])
+def test_low_rank_images_have_exactly_the_rank(rank):
+    from intrinsic.rank import energy_rank, singular_values
+
+    raw = generate("lr", "low_rank", seed=0, rank=rank, n_per_class=100)
+    X = np.stack(raw.images).astype(np.float64)
+    assert X.shape == (200, 32, 32) and X.min() >= 0 and X.max() <= 1
+    assert energy_rank(X, 0.99) == rank
+    values = singular_values(X)
+    assert values[rank] < 1e-5 * values[0]  # float32 round-off only beyond the rank
+    assert raw.provenance["rank_true"] == raw.provenance["d_true"] == rank
+    assert raw.provenance["options"]["rank"] == rank
+
+
+def test_low_rank_background_is_exactly_zero_and_is_the_returned_mask():
+    raw = generate("lr", "low_rank", seed=1, rank=4, n_per_class=50, native_size=20, foreground_fraction=0.36)
+    start, side = raw.provenance["foreground"]["start"], raw.provenance["foreground"]["side"]
+    assert (start, side) == (4, 12)  # round(20 * 0.6) = 12, centred
+    X = np.stack(raw.images)
+    mask = raw.backgrounds[0]
+    assert mask.shape == (20, 20) and mask.sum() == 20 * 20 - 12 * 12
+    assert all(np.array_equal(m, mask) for m in raw.backgrounds)
+    assert np.all(X[:, mask] == 0)
+    assert np.all(X[:, ~mask] > 0) and X[:, ~mask].max() < 1  # 0.5 +- at most 0.5: never clipped
+
+
+def test_low_rank_label_is_the_sign_of_z1_with_a_margin():
+    raw = generate("lr", "low_rank", seed=2, rank=3, n_per_class=200, margin=0.3)
+    start, side = raw.provenance["foreground"]["start"], raw.provenance["foreground"]["side"]
+    from intrinsic.embedded import low_rank_basis
+
+    basis = low_rank_basis(2, 3, side * side)
+    X = np.stack(raw.images)[:, start : start + side, start : start + side].reshape(len(raw.images), -1)
+    latents = (X.astype(np.float64) - 0.5) @ basis / raw.provenance["amplitude"]
+    assert np.all(np.abs(latents) <= 1 + 1e-5)
+    z1 = latents[:, 0]
+    assert np.array_equal(raw.labels, (z1 > 0).astype(int))
+    assert np.abs(z1).min() >= 0.3 - 1e-5
+
+
+def test_low_rank_cache_keeps_the_rank_and_stores_the_mask(tmp_path):
+    from intrinsic.rank import energy_rank
+
+    raw = generate("lr", "low_rank", seed=0, rank=6, n_per_class=150)
+    meta = write_cache(tmp_path, raw, size=32, channels=1, domain="synthetic")
+    assert meta["background"] == "explicit" and meta["provenance"]["rank_true"] == 6
+    cache = load_cache(tmp_path, verify=True)
+    images = cache.read_images(np.arange(len(cache.images)))
+    assert energy_rank(images, 0.99) == 6  # 8-bit quantization noise holds far under 1 % of the energy
+    masks = np.load(tmp_path / "background.npy")
+    assert masks.shape == (300, 32, 32)
+    np.testing.assert_array_equal(masks, np.stack(raw.backgrounds))
+    assert np.all(images[:, 0][masks] == 0)
+
+
+def test_low_rank_is_deterministic_per_seed():
+    first = generate("lr", "low_rank", seed=5, rank=3, n_per_class=20)
+    again = generate("lr", "low_rank", seed=5, rank=3, n_per_class=20)
+    other = generate("lr", "low_rank", seed=6, rank=3, n_per_class=20)
+    assert same_images(first, again) and np.array_equal(first.labels, again.labels)
+    assert not same_images(first, other)
+    # The patterns depend on (seed, rank, foreground size) only, not on the sample size.
+    large = generate("lr", "low_rank", seed=5, rank=3, n_per_class=200)
+    assert first.provenance["amplitude"] == large.provenance["amplitude"]

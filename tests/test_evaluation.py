@@ -1,6 +1,7 @@
 """Evaluation metrics against closed forms, finite differences and known dimensions."""
 
 import copy
+import math
 
 import numpy as np
 import pytest
@@ -12,9 +13,11 @@ from intrinsic.evaluation import (
     attack_penalties,
     evaluate,
     fgsm,
+    filter_rank,
     jacobian_norm,
     jacobian_norms,
     pgd,
+    prediction_summary,
     representation_dimension,
 )
 from intrinsic.models import REPRESENTATION_LAYERS, build_model, final_linear, representations
@@ -328,3 +331,55 @@ def test_representation_dimension_measures_the_chosen_layer():
     assert result["d_repr_twonn"] == pytest.approx(direct["d_twonn"], rel=1e-6)
     pooled = representation_dimension(model, x, k=10, batch_size=16)
     assert pooled["d_repr_mle"] != result["d_repr_mle"]
+
+
+def test_evaluate_per_sample_correctness_is_the_accuracy_of_the_same_predictions():
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Flatten(), nn.Linear(12, 3)).eval()
+    x, y = torch.rand(10, 3, 2, 2), torch.tensor([0, 1, 2, 0, 1, 2, 0, 1, 2, 0])
+    result = evaluate(model, x, y, batch_size=4, per_sample=True)
+    with torch.no_grad():
+        expected = model(x).argmax(1) == y
+    assert torch.equal(result["correct"], expected) and result["correct"].sum().item() / 10 == result["accuracy"]
+    assert "correct" not in evaluate(model, x, y)
+
+
+class FixedLogits(nn.Module):
+    """Returns the logits stored for each input image, indexed by the image's first pixel."""
+
+    def __init__(self, logits):
+        super().__init__()
+        self.logits = torch.tensor(logits, dtype=torch.float32)
+        self.anchor = nn.Parameter(torch.zeros(()))  # a parameter, so the model has a device
+
+    def forward(self, x):
+        return self.logits[x[:, 0, 0, 0].long()] + 0 * self.anchor
+
+
+def test_prediction_summary_counts_noise_predictions_and_real_class_accuracy():
+    """Fan & Yezzi's noise class: a three-output model on the binary test set, counted by hand."""
+    logits = [[2.0, 1.0, 0.0],   # predicts 0 (real argmax 0)
+              [0.0, 1.0, 3.0],   # predicts noise; among the real classes 1
+              [1.0, 0.0, 5.0],   # predicts noise; among the real classes 0
+              [0.0, 2.0, 1.0]]   # predicts 1
+    model = FixedLogits(logits)
+    images = torch.arange(4, dtype=torch.float32).reshape(4, 1, 1, 1).expand(4, 1, 2, 2).contiguous()
+    labels = torch.tensor([0, 1, 1, 1])
+    summary = prediction_summary(model, images, labels, real_classes=2, batch_size=3)
+    assert summary["noise_predicted_fraction"] == 2 / 4
+    assert summary["test_accuracy_real_classes"] == 3 / 4  # the second image is right among the real classes
+    assert evaluate(model, images, labels)["accuracy"] == 2 / 4  # a noise prediction is wrong
+    two_outputs = FixedLogits([row[:2] for row in logits])
+    plain = prediction_summary(two_outputs, images, labels)
+    assert math.isnan(plain["noise_predicted_fraction"])
+    assert plain["test_accuracy_real_classes"] == evaluate(two_outputs, images, labels)["accuracy"]
+
+
+def test_filter_rank_is_the_rank_of_the_first_convolution():
+    torch.manual_seed(0)
+    model = build_model("resnet18", 1, 2)
+    with torch.no_grad():  # 64 filters spanning a 3-dimensional space of 7x7 kernels
+        basis = torch.randn(3, 49)
+        model.conv1.weight.copy_((torch.randn(64, 3) @ basis).reshape(64, 1, 7, 7))
+    assert filter_rank(model, energy=0.999999)["filter_energy_rank"] == 3
+    assert 1 <= filter_rank(model)["filter_effective_rank"] <= 3

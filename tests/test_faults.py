@@ -30,10 +30,10 @@ FAULTS = {
                  "model_settings": {"resnet18": {"learning_rate": 1e-3, "batch_size": 10}}},
     "evaluation": {"attacks": ["fgsm"], "eps_255": [2], "pgd_steps": 1},
 }
-RUN = "digits/resnet18/n20_seed0"
+RUN = "digits/resnet18/noise0.0/standard/n20_seed0"
 CACHE = "results/cache/digits"
 SPLIT = "results/splits/digits/n20_seed0.npz"
-PROPERTIES = "results/properties/digits/n20_seed0.json"
+PROPERTIES = "results/properties/digits/noise0.0/n20_seed0.json"
 SHARPNESS = "results/properties/digits/label_sharpness.json"
 MODEL = f"results/models/{RUN}.pt"
 TRAINING = f"results/runs/{RUN}/training.json"

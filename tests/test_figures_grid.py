@@ -252,3 +252,20 @@ def test_missing_columns_are_named(tmp_path):
     with pytest.raises(ValueError, match="loss_penalty"):
         figure_sharpness_robustness(sharpness_attacks().assign(loss_penalty="high"), png, pdf)
     assert not png.exists()
+
+
+def test_generalization_facets_on_any_axis(tmp_path):
+    """analysis.facet: one panel per model and axis value; each value's points are its own runs."""
+    clean = runs_table(models=("resnet18",))
+    noisy = clean.assign(noise=0.3, test_loss=clean["test_loss"] + 1.0)
+    summary = figure_generalization(pd.concat([clean, noisy]), tmp_path / "f.png", tmp_path / "f.pdf", facet="noise")
+    assert_written(tmp_path / "f.png", tmp_path / "f.pdf")
+    assert len(summary) == 2 * 3 * 3 and set(summary["noise"]) == {0.0, 0.3}
+    means = summary.set_index(["noise", "dataset", "n_train"])["y_mean"]
+    assert means[(0.3, "xray", 1000)] == pytest.approx(means[(0.0, "xray", 1000)] + 1.0)
+    assert "noise" in summary.attrs["guides"].columns
+    # without a facet the two levels would be averaged into one point: the facet keeps them apart
+    pooled = figure_generalization(pd.concat([clean, noisy]), tmp_path / "p.png", tmp_path / "p.pdf")
+    assert len(pooled) == 3 * 3
+    with pytest.raises(ValueError, match="facet 'model' is drawn already"):
+        figure_generalization(clean, tmp_path / "m.png", tmp_path / "m.pdf", facet="model")

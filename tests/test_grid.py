@@ -13,7 +13,7 @@ from intrinsic.io import write_json
 from intrinsic.models import ARCHITECTURES, build_model, load_model, save_model
 from intrinsic.runs import checkpoint_path, evaluate_run, resolve_device, train_run, train_settings
 from intrinsic.splits import make_split
-from intrinsic.tables import grid_tables
+from intrinsic.tables import grid_tables, reference_slice
 
 TRAINING = {
     "max_epochs": 2, "mode": "until_fit", "fit_threshold": 1.0, "fit_patience": 1, "weight_decay": 1e-4, "bf16": True,
@@ -50,13 +50,13 @@ def dataset(tmp_path_factory):
 
 def run_once(tmp_path, dataset, model, training=TRAINING, **evaluation):
     cache, split, _ = dataset
-    keys = {"dataset": "squares", "model": model, "n_train": 16, "seed": 0}
+    keys = {"dataset": "squares", "model": model, "noise": 0.0, "variant": "standard", "n_train": 16, "seed": 0}
     config = train_settings(model, training, seed=0, device="cpu")
     trained = train_run(keys, cache, split, config, tmp_path / "model.pt", tmp_path / "training.json",
                         tmp_path / "checkpoints")
-    options = {"eps_255": [2, 8], "attacks": ["fgsm", "pgd"], "pgd_steps": 2, "knn_k": 5, **evaluation}
+    options = {"eps": [2 / 255, 8 / 255], "attacks": ["fgsm", "pgd"], "pgd_steps": 2, "knn_k": 5, **evaluation}
     evaluated = evaluate_run(keys, cache, split, tmp_path / "model.pt", tmp_path / "training.json",
-                             tmp_path / "evaluation.json", device="cpu", **options)
+                             tmp_path / "evaluation.json", tmp_path / "jacobian_norms.npz", device="cpu", **options)
     return keys, config, trained, evaluated
 
 
@@ -71,8 +71,19 @@ def test_every_model_of_the_study_runs_the_grid_path(tmp_path, dataset, model):
     assert run["domain"] == "synthetic" and run["n_test"] == 20 and run["epochs"] == trained["epochs"]
     for column in ("train_accuracy", "test_accuracy"):
         assert 0.0 <= run[column] <= 1.0
-    assert run["test_loss"] > 0 and run["jacobian_norm"] >= 0
+    assert run["test_loss"] > 0 and run["jacobian_norm"] >= 0 and run["jacobian_norm_train"] >= 0
     assert run["d_repr_twonn"] > 0 and run["d_repr_mle"] > 0
+    assert 1 <= run["repr_energy_rank"] <= 16 and 1 <= run["filter_energy_rank"]
+    assert run["num_classes"] == 2 and run["n_excluded"] == 0 and run["n_noise_images"] == 0
+    assert run["test_accuracy_real_classes"] == run["test_accuracy"] and np.isnan(run["noise_predicted_fraction"])
+    # per-sample Jacobian norms: their means are the run's numbers
+    norms = np.load(tmp_path / "jacobian_norms.npz")
+    assert norms["test"].shape == (20,) and norms["train"].shape == (16,)
+    assert norms["test"].mean() == pytest.approx(run["jacobian_norm"], rel=1e-6)
+    assert norms["train"].mean() == pytest.approx(run["jacobian_norm_train"], rel=1e-6)
+    # the training record's per-epoch curves, test loss included, are the evaluation's epoch rows
+    assert [row["epoch"] for row in evaluated["epochs"]] == list(range(1, trained["epochs"] + 1))
+    assert all(row["test_loss"] > 0 and row["pass"] == "final" for row in evaluated["epochs"])
     assert run["training_mode"] == "until_fit" and run["representation_layer"] == "final_linear_input"
     attacks = evaluated["attacks"]
     assert [(a["attack"], a["eps_255"]) for a in attacks] == [("fgsm", 2), ("fgsm", 8), ("pgd", 2), ("pgd", 8)]
@@ -160,22 +171,29 @@ def test_checkpoint_name_tracks_the_settings_that_change_results(tmp_path):
 
 
 # ------------------------------------------------------------------------------ tidy tables
-def evaluation_record(dataset, model, n_train, seed, test_loss):
-    keys = {"dataset": dataset, "model": model, "n_train": str(n_train), "seed": str(seed)}
+def evaluation_record(dataset, model, n_train, seed, test_loss, noise="0.0", variant="standard"):
+    keys = {"dataset": dataset, "model": model, "noise": noise, "variant": variant, "n_train": str(n_train),
+            "seed": str(seed)}
     run = {**keys, "domain": "natural", "fitted": True, "test_loss": test_loss, "test_accuracy": 0.9,
            "d_repr_twonn": 3.0, "d_repr_mle": 2.5, "jacobian_norm": 0.1}
     attacks = [{**keys, "attack": "fgsm", "eps": e / 255, "eps_255": e, "loss_penalty": e * test_loss}
                for e in (1, 8)]
-    return {"run": run, "attacks": attacks}
+    epochs = [{**keys, "pass": "final", "epoch": epoch, "train_loss": 1.0 / epoch, "train_accuracy": 0.9,
+               "test_loss": 1.0, "test_accuracy": 0.8} for epoch in (1, 2)]
+    return {"run": run, "attacks": attacks, "epochs": epochs}
 
 
-def properties_table():
-    rows = [{"dataset": d, "n_train": n, "seed": s, "classes": "a vs b", "d_mle": d_mle, "d_twonn": d_mle + 1,
-             "k_f": k_f, "k_f_255": k_f / 255, "kf_zero_distance_pairs": 0, "d_true": np.nan,
-             "domain": "natural"}
+def properties_table(noise_levels=(0.0,)):
+    rows = [{"dataset": d, "noise": noise, "n_train": n, "seed": s, "classes": "a vs b", "d_mle": d_mle + noise,
+             "d_twonn": d_mle + 1, "data_energy_rank": 5 + 10 * noise, "data_effective_rank": 4.0,
+             "k_f": k_f, "k_f_255": k_f / 255, "kf_zero_distance_pairs": 0, "d_true": np.nan, "domain": "natural"}
             for d, d_mle, k_f in (("digits", 10.0, 2.0), ("faces", 20.0, 5.0))
-            for n in (50, 100) for s in (0, 1)]
+            for noise in noise_levels for n in (50, 100) for s in (0, 1)]
     return pd.DataFrame(rows)
+
+
+AXIS_TYPES = {"dataset": "str", "model": "str", "noise": "float", "variant": "str", "n_train": "int", "seed": "int"}
+KEYS = list(AXIS_TYPES)
 
 
 def test_grid_tables_join_runs_with_the_properties_of_their_split(tmp_path):
@@ -185,18 +203,17 @@ def test_grid_tables_join_runs_with_the_properties_of_their_split(tmp_path):
         path = tmp_path / f"{index}.json"
         write_json(path, evaluation_record(dataset, model, n, seed, test_loss=1.0 + index))
         paths.append(path)
-    runs, attacks = grid_tables(paths, properties_table(), ["dataset", "model", "n_train", "seed"])
-    assert len(runs) == 16 and len(attacks) == 32
-    assert list(runs.columns[:4]) == ["dataset", "model", "n_train", "seed"]
-    assert runs["n_train"].dtype.kind == "i" and runs["seed"].dtype.kind == "i"
-    assert runs[["dataset", "model", "n_train", "seed"]].equals(
-        runs[["dataset", "model", "n_train", "seed"]].sort_values(["dataset", "model", "n_train", "seed"]))
+    runs, attacks, epochs = grid_tables(paths, properties_table(), AXIS_TYPES)
+    assert len(runs) == 16 and len(attacks) == 32 and len(epochs) == 32
+    assert list(runs.columns[:6]) == KEYS
+    assert runs["n_train"].dtype.kind == "i" and runs["seed"].dtype.kind == "i" and runs["noise"].dtype.kind == "f"
+    assert runs[KEYS].equals(runs[KEYS].sort_values(KEYS))
+    assert list(epochs.columns[:6]) == KEYS and set(epochs["domain"]) == {"natural"}
     digits = runs[runs["dataset"] == "digits"]
     assert (digits["d_mle"] == 10.0).all() and (digits["k_f"] == 2.0).all()
     assert (runs.loc[runs["dataset"] == "faces", "k_f"] == 5.0).all()
     # every attack row carries its run's test loss and its split's K_F
-    merged = attacks.merge(runs[["dataset", "model", "n_train", "seed", "test_loss"]],
-                           on=["dataset", "model", "n_train", "seed"], suffixes=("", "_run"))
+    merged = attacks.merge(runs[KEYS + ["test_loss"]], on=KEYS, suffixes=("", "_run"))
     assert np.allclose(merged["test_loss"], merged["test_loss_run"])
     assert np.allclose(merged["loss_penalty"], merged["eps_255"] * merged["test_loss"])
     assert set(attacks.loc[attacks["dataset"] == "faces", "k_f"]) == {5.0}
@@ -205,15 +222,34 @@ def test_grid_tables_join_runs_with_the_properties_of_their_split(tmp_path):
 def test_grid_tables_name_runs_without_properties(tmp_path):
     write_json(tmp_path / "r.json", evaluation_record("digits", "resnet18", 75, 0, 1.0))
     with pytest.raises(ValueError, match="no dataset properties.*'n_train': 75"):
-        grid_tables([tmp_path / "r.json"], properties_table(), ["dataset", "model", "n_train", "seed"])
+        grid_tables([tmp_path / "r.json"], properties_table(), AXIS_TYPES)
 
 
-def test_a_new_axis_becomes_a_column(tmp_path):
-    record = evaluation_record("digits", "resnet18", 50, 0, 1.0)
-    for part in [record["run"], *record["attacks"]]:
-        part["noise"] = "0.1"
-    write_json(tmp_path / "r.json", record)
-    runs, attacks = grid_tables([tmp_path / "r.json"], properties_table(),
-                                ["dataset", "noise", "model", "n_train", "seed"])
-    assert runs.loc[0, "noise"] == "0.1" and attacks["noise"].eq("0.1").all()
-    assert list(runs.columns[:5]) == ["dataset", "noise", "model", "n_train", "seed"]
+def test_a_new_axis_value_reaches_every_table_as_a_typed_column(tmp_path):
+    """Records carry wildcards as strings; every table types each axis, and a run joins the
+    properties of its split at its own noise level."""
+    paths = []
+    for index, (noise, variant) in enumerate([("0.0", "standard"), ("0.3", "standard"), ("0.3", "noise_class")]):
+        record = evaluation_record("digits", "resnet18", 50, 0, 1.0, noise=noise, variant=variant)
+        paths.append(tmp_path / f"{index}.json")
+        write_json(paths[-1], record)
+    runs, attacks, epochs = grid_tables(paths, properties_table((0.0, 0.3)), AXIS_TYPES)
+    for table in (runs, attacks, epochs):
+        assert table["noise"].dtype.kind == "f" and set(table["noise"]) == {0.0, 0.3}
+        assert set(table["variant"]) == {"standard", "noise_class"}
+    assert runs.set_index(["noise", "variant"])["d_mle"].to_dict() == {
+        (0.0, "standard"): 10.0, (0.3, "standard"): 10.3, (0.3, "noise_class"): 10.3}
+    assert runs.set_index(["noise", "variant"])["data_energy_rank"][(0.3, "noise_class")] == 8.0
+    # a CSV round trip keeps the axis types
+    runs.to_csv(tmp_path / "runs.csv", index=False)
+    again = pd.read_csv(tmp_path / "runs.csv")
+    assert again["noise"].dtype.kind == "f" and again["seed"].dtype.kind == "i"
+    # the reference slice of the paper's analyses: clean and standard only
+    reference = reference_slice(runs, {"noise": 0.0, "variant": "standard"})
+    assert len(reference) == 1 and reference.loc[0, "noise"] == 0.0
+
+
+def test_an_axis_that_cannot_be_typed_is_named(tmp_path):
+    write_json(tmp_path / "r.json", evaluation_record("digits", "resnet18", 50, 0, 1.0, noise="loud"))
+    with pytest.raises(ValueError, match="axis column 'noise' cannot be read as float"):
+        grid_tables([tmp_path / "r.json"], properties_table(), AXIS_TYPES)

@@ -205,7 +205,7 @@ TRAINING = {
     "bf16": False, "vgg_pool_size": 7, "device": "cpu",
     "model_settings": {"resnet18": {"learning_rate": 1e-3, "batch_size": 8}},
 }
-KEYS = {"dataset": "squares", "model": "resnet18", "n_train": 16, "seed": 0}
+KEYS = {"dataset": "squares", "model": "resnet18", "noise": 0.0, "variant": "standard", "n_train": 16, "seed": 0}
 
 
 def train_squares(tmp_path, squares, **options):
@@ -263,30 +263,30 @@ def test_exclusive_lock_is_exclusive_within_a_process_too(tmp_path):
 
 
 def test_resumed_run_records_resumed_from_and_total_seconds(tmp_path, squares, monkeypatch):
-    import intrinsic.runs as runs
+    import intrinsic.variants as variants  # train_run trains through variants.train_variant
 
     class Killed(Exception):
         pass
 
-    real_train = runs.train
+    real_train = variants.train
 
     def train_killed_after_first_epoch(*args, **kwargs):
         def kill(epoch, _entry):
             time.sleep(0.5)  # after the checkpoint: not counted, like time lost to a kill
             if epoch == 1:
                 raise Killed
-        return real_train(*args, on_epoch_end=kill, **kwargs)
+        return real_train(*args, **{**kwargs, "on_epoch_end": kill})
 
-    monkeypatch.setattr(runs, "train", train_killed_after_first_epoch)
+    monkeypatch.setattr(variants, "train", train_killed_after_first_epoch)
     with pytest.raises(Killed):
         train_squares(tmp_path, squares)
-    monkeypatch.setattr(runs, "train", real_train)
+    monkeypatch.setattr(variants, "train", real_train)
     _, record = train_squares(tmp_path, squares)
     assert record["resumed_from"] == 1 and record["checkpoints_set_aside"] == []
     assert record["train_seconds"] >= sum(h["seconds"] for h in record["history"])
     cache_folder, split_path, _ = squares
     evaluated = evaluate_run(KEYS, cache_folder, split_path, tmp_path / "model.pt", tmp_path / "training.json",
-                             tmp_path / "evaluation.json", eps_255=[2], attacks=["fgsm"], pgd_steps=1, knn_k=5,
+                             tmp_path / "evaluation.json", eps=[2 / 255], attacks=["fgsm"], pgd_steps=1, knn_k=5,
                              device="cpu")
     assert evaluated["run"]["resumed_from"] == 1
     assert evaluated["run"]["train_seconds"] == record["train_seconds"]
@@ -300,4 +300,4 @@ def test_evaluation_of_a_record_without_a_required_key_names_it(tmp_path, square
     cache_folder, split_path, _ = squares
     with pytest.raises(ArtefactError, match=rf"{tmp_path / 'training.json'}: missing 'settings'"):
         evaluate_run(KEYS, cache_folder, split_path, tmp_path / "model.pt", tmp_path / "training.json",
-                     tmp_path / "evaluation.json", eps_255=[2], attacks=["fgsm"], pgd_steps=1, knn_k=5, device="cpu")
+                     tmp_path / "evaluation.json", eps=[2 / 255], attacks=["fgsm"], pgd_steps=1, knn_k=5, device="cpu")

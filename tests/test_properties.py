@@ -111,3 +111,47 @@ def test_property_tables_join_k_f_to_every_split_of_the_pair(tmp_path, four_clas
     write_json(sharpness_path, {"pairs": dataset_sharpness(cache, seeds=[0], pairings=1)})
     with pytest.raises(ValueError, match="no label sharpness of their class pair.*'quad'"):
         property_tables(split_paths, [sharpness_path])
+
+
+# ----------------------------------------------------------------------------------------------
+# Background noise (Zhang et al. 2025): d_data and the data rank at a noise level
+
+
+def test_noise_zero_gives_the_clean_record_and_rank_keys(two_parameter_cache):
+    cache = two_parameter_cache
+    split = make_split("blobs", cache.labels, cache.groups, cache.classes, 200, 100, seed=1)
+    clean = split_properties(cache, split, seed=1, knn_k=10)
+    again = split_properties(cache, split, seed=1, knn_k=10, noise=0.0, background_threshold=0, rank_energy=0.99)
+    for key in ("d_mle", "d_twonn", "n_duplicates", "data_energy_rank", "data_effective_rank"):
+        assert clean[key] == again[key]
+    assert clean["noise"] == 0.0 and clean["rank_energy"] == 0.99
+    assert clean["d_mle"] == intrinsic_dimension(cache.images[np.sort(split.train_idx)], k=10)["d_mle"]
+    assert isinstance(clean["data_energy_rank"], int) and clean["data_effective_rank"] > 1
+    # The blob images fill a curved manifold: many more linear directions than d = 2.
+    assert clean["data_energy_rank"] > 2
+    noisy = split_properties(cache, split, seed=1, knn_k=10, noise=0.1)
+    assert noisy["noise"] == 0.1 and noisy["d_mle"] != clean["d_mle"]
+
+
+@pytest.fixture(scope="module")
+def low_rank_cache(tmp_path_factory):
+    from intrinsic.embedded import generate
+
+    folder = tmp_path_factory.mktemp("low_rank")
+    write_cache(folder, generate("lr", "low_rank", seed=0, rank=5, n_per_class=150), size=32, channels=1,
+                domain="synthetic")
+    return load_cache(folder)
+
+
+def test_low_rank_data_rank_grows_with_background_noise(low_rank_cache):
+    cache = low_rank_cache
+    split = make_split("lr", cache.labels, cache.groups, cache.classes, 200, 50, seed=0)
+    clean = split_properties(cache, split, seed=0, knn_k=10)
+    assert clean["data_energy_rank"] == 5 and clean["d_true"] == 5
+    noisy = split_properties(cache, split, seed=0, knn_k=10, noise=0.2)
+    assert noisy["data_energy_rank"] > 5 * 5 and noisy["noise"] == 0.2
+    assert noisy["data_effective_rank"] > clean["data_effective_rank"]
+    assert noisy["d_twonn"] > clean["d_twonn"]
+    # Deterministic, and a different seed draws other noise.
+    assert split_properties(cache, split, seed=0, knn_k=10, noise=0.2)["d_mle"] == noisy["d_mle"]
+    assert split_properties(cache, split, seed=1, knn_k=10, noise=0.2)["d_mle"] != noisy["d_mle"]

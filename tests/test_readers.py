@@ -641,3 +641,34 @@ def test_image_csv_same_image_spelled_two_ways_is_a_duplicate(tmp_path):
     assert list(raw.labels) == [0, 1] and raw.provenance["duplicate_rows_dropped"] == 1
     # one image, one group: the default group is the image's path, however it is spelled
     assert list(raw.groups) == [sha16(DEFAULT_GROUP_SALT, "a/b.png"), sha16(DEFAULT_GROUP_SALT, "a/c.png")]
+
+
+def test_nifti_background_is_the_voxels_at_or_below_the_foreground_threshold(tmp_path):
+    import nibabel
+
+    make_brats(tmp_path / "brats")
+    # Darken a corner of every slice of case 1 so each slice has a known background.
+    path = tmp_path / "brats/BraTS20_Training_001/BraTS20_Training_001_flair.nii.gz"
+    volume = np.asarray(nibabel.load(path).dataobj, dtype=np.float32)
+    volume[:6, :6, :] = 0
+    write_nifti(path, volume)
+    source = {**BRATS, "root": str(tmp_path / "brats"), "min_foreground": 0.0, "foreground_threshold": 0.3}
+    raw = load_source("brats", source)
+    assert raw.backgrounds is not None and len(raw.backgrounds) == len(raw.images) == 12
+    for image, mask in zip(raw.images, raw.backgrounds):
+        assert mask.dtype == bool and mask.shape == image.shape
+        np.testing.assert_array_equal(mask, image <= 0.3)
+    assert raw.backgrounds[0].all()  # slice 0: air
+    assert raw.backgrounds[1][:6, :6].all() and not raw.backgrounds[1][8:, 8:].all()
+    assert raw.provenance["background"] == "explicit: voxels <= foreground_threshold 0.3"
+    # Through the cache: resized in the workers or in prepare(), the same stored masks.
+    _, meta = prepare_cache(tmp_path / "c1", "brats", source, size=8, resize_in_workers=True)
+    _, meta2 = prepare_cache(tmp_path / "c2", "brats", source, size=8, resize_in_workers=False)
+    assert meta["background"] == "explicit" and meta["background_sha256"] == meta2["background_sha256"]
+    cache = load_cache(tmp_path / "c1", verify=True)
+    masks = cache.read_background(np.arange(12))
+    assert masks.shape == (12, 8, 8) and masks[0].all() and masks[1][:3, :3].all()
+    # Slices dropped for too little foreground take their masks with them.
+    dropped = load_source("brats", {**BRATS, "root": str(tmp_path / "brats")})
+    assert len(dropped.backgrounds) == len(dropped.images) == 10
+    assert not any(mask.all() for mask in dropped.backgrounds)

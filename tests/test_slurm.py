@@ -111,7 +111,7 @@ def test_cancelled_training_job_is_retried_and_resumes(repo, cluster, tmp_path):
     config["training"]["model_settings"]["resnet18"] = {"learning_rate": 1e-9, "batch_size": 10}
     process = subprocess.Popen(snakemake_command(repo, tmp_path, config), stdout=subprocess.PIPE,
                                stderr=subprocess.STDOUT, text=True)
-    checkpoints = tmp_path / "results/checkpoints/digits/resnet18/n200_seed0"
+    checkpoints = tmp_path / "results/checkpoints/digits/resnet18/noise0.0/standard/n200_seed0"
     cancelled = None
     deadline = time.monotonic() + 600
     while cancelled is None and time.monotonic() < deadline and process.poll() is None:
@@ -129,6 +129,6 @@ def test_cancelled_training_job_is_retried_and_resumes(repo, cluster, tmp_path):
     run_calls = [call for call in sbatch_calls(output) if "rule_run_" in call]
     assert len(run_calls) == 2, run_calls
     assert re.search(r"--attempt 2 ", output)
-    record = yaml.safe_load((tmp_path / "results/runs/digits/resnet18/n200_seed0/training.json").read_text())
+    record = yaml.safe_load((tmp_path / "results/runs/digits/resnet18/noise0.0/standard/n200_seed0/training.json").read_text())
     assert record["resumed_from"] >= 1 and record["epochs"] == 12 and not record["fitted"]
-    assert "resumed from" in (tmp_path / "results/logs/train_model/digits/resnet18/n200_seed0.log").read_text()
+    assert "resumed from" in (tmp_path / "results/logs/train_model/digits/resnet18/noise0.0/standard/n200_seed0.log").read_text()

@@ -352,3 +352,117 @@ def test_a_checkpoint_resumes_on_another_device_or_with_more_epochs(tmp_path):
     longer = TrainConfig(learning_rate=1e-3, batch_size=8, max_epochs=2, seed=0)
     resumed = train("resnet18", images, labels, longer, checkpoint, log=lambda _m: None)
     assert resumed.resumed_from == 1 and resumed.set_aside == [] and resumed.epochs == 2
+
+
+# ------------------------------------------------------- eval set, per-sample correctness, classes
+def _as_float(images):
+    return torch.from_numpy(images).float().div_(255.0)
+
+
+def test_eval_set_adds_test_numbers_without_changing_training():
+    from intrinsic.evaluation import evaluate
+
+    images, labels = random_labels(n=24, size=8)
+    test_images, test_labels = random_labels(n=10, size=8, seed=7)
+    config = TrainConfig(**{**RESUME_CONFIG, "batch_size": 8, "max_epochs": 2})
+    plain = train("resnet18", images, labels, config, None, log=lambda _m: None)
+    with_test = train("resnet18", images, labels, config, None, log=lambda _m: None,
+                      eval_set=(test_images, test_labels))
+    assert_same_state(plain.model, with_test.model)  # bitwise: no RNG use, no gradients
+    assert losses(plain) == losses(with_test)
+    assert all("test_loss" not in h for h in plain.history)
+    assert all({"test_loss", "test_accuracy"} <= set(h) for h in with_test.history)
+    last = with_test.history[-1]
+    held_out = evaluate(with_test.model, _as_float(test_images), torch.from_numpy(test_labels))
+    assert (last["test_loss"], last["test_accuracy"]) == (held_out["loss"], held_out["accuracy"])
+    # the one-pass fit check reports exactly what evaluate() reports on the training set
+    on_train = evaluate(with_test.model, _as_float(images), torch.from_numpy(labels))
+    assert (last["eval_loss"], last["train_accuracy"]) == (on_train["loss"], on_train["accuracy"])
+    with pytest.raises(ValueError, match=r"eval_set images have shape \(1, 4, 4\) per image"):
+        train("resnet18", images, labels, config, None, eval_set=(test_images[:, :, :4, :4], test_labels))
+    with pytest.raises(ValueError, match=r"eval_set labels must lie in \[0, 2\)"):
+        train("resnet18", images, labels, config, None, eval_set=(test_images, test_labels + 2))
+
+
+def test_sample_correctness_is_recorded_and_resumes_with_the_history(tmp_path):
+    images, labels = random_labels()
+    test_set = random_labels(n=10, seed=7)
+    config = TrainConfig(**RESUME_CONFIG)
+    kwargs = dict(log=lambda _m: None, eval_set=test_set, record_sample_correctness=True)
+    uninterrupted = train("resnet18", images, labels, config, tmp_path / "full.pt", **kwargs)
+    correct = uninterrupted.sample_correct
+    assert correct.dtype == bool and correct.shape == (3, len(labels))
+    # row e: the eval-mode model after epoch e + 1; its mean is that epoch's train accuracy
+    assert [row.mean() for row in correct] == [h["train_accuracy"] for h in uninterrupted.history]
+    with torch.no_grad():
+        predicted = uninterrupted.model(_as_float(images)).argmax(1).numpy()
+    assert (correct[-1] == (predicted == labels)).all()
+    assert train("resnet18", images, labels, config, None, log=lambda _m: None).sample_correct is None
+
+    def kill_after_first(epoch, _entry):
+        if epoch == 1:
+            raise Killed
+
+    checkpoint = tmp_path / "killed.pt"
+    with pytest.raises(Killed):
+        train("resnet18", images, labels, config, checkpoint, on_epoch_end=kill_after_first, **kwargs)
+    state = load_verified(checkpoint)
+    assert state["format"] == 3 and state["sample_correct"]["packed"].shape == (1, (len(labels) + 7) // 8)
+    torch.manual_seed(12345)
+    resumed = train("resnet18", images, labels, config, checkpoint, **kwargs)
+    assert resumed.resumed_from == 1
+    assert_same_state(uninterrupted.model, resumed.model)
+    strip = [{k: v for k, v in h.items() if k != "seconds"} for h in resumed.history]
+    assert strip == [{k: v for k, v in h.items() if k != "seconds"} for h in uninterrupted.history]
+    assert "test_loss" in resumed.history[0]  # the killed segment's epoch, from the checkpoint
+    assert np.array_equal(resumed.sample_correct, correct)
+
+
+def test_a_checkpoint_without_sample_correctness_is_set_aside_when_recording(tmp_path):
+    images, labels = random_labels(n=16, size=8)
+    checkpoint = tmp_path / "ck.pt"
+    config = TrainConfig(learning_rate=1e-3, batch_size=8, max_epochs=2, seed=0)
+    train("resnet18", images, labels, TrainConfig(**{**config.to_dict(), "max_epochs": 1}), checkpoint,
+          log=lambda _m: None)
+    result = fresh_start_after_setting_aside(
+        tmp_path, checkpoint,
+        lambda log: train("resnet18", images, labels, config, checkpoint, log=log, record_sample_correctness=True),
+        r"per-sample correctness \(not recorded in the checkpoint, recorded now\)")
+    assert result.sample_correct.shape == (2, 16)
+    # the other way round resumes (the saved matrix is not needed)
+    plain = train("resnet18", images, labels, config, checkpoint, log=lambda _m: None)
+    assert plain.resumed_from == 2 and plain.set_aside == [] and plain.sample_correct is None
+
+
+def test_a_checkpoint_of_an_older_format_is_set_aside(tmp_path):
+    images, labels = random_labels(n=16, size=8)
+    checkpoint = tmp_path / "ck.pt"
+    config = TrainConfig(learning_rate=1e-3, batch_size=8, max_epochs=1, seed=0)
+    train("resnet18", images, labels, config, checkpoint, log=lambda _m: None)
+    state = load_verified(checkpoint)
+    state["format"] = 2
+    for key in ("sample_correct", "eval_fingerprint"):
+        del state[key]
+    save_verified(checkpoint, state)
+    fresh_start_after_setting_aside(
+        tmp_path, checkpoint, lambda log: train("resnet18", images, labels, config, checkpoint, log=log),
+        r"format 2, expected 3")
+
+
+def test_three_classes_train_end_to_end():
+    from intrinsic.evaluation import evaluate
+    from intrinsic.models import final_linear
+
+    rng = np.random.default_rng(0)
+    images = rng.integers(0, 256, (24, 1, 8, 8)).astype(np.uint8)
+    labels = np.arange(24) % 3
+    config = TrainConfig(learning_rate=1e-3, batch_size=8, max_epochs=2, seed=0, num_classes=3)
+    result = train("resnet18", images, labels, config, None, log=lambda _m: None,
+                   eval_set=(images[:6], labels[:6] % 2), record_sample_correctness=True)
+    assert final_linear(result.model).out_features == 3
+    assert result.epochs == 2 and all(np.isfinite(h["train_loss"]) and np.isfinite(h["test_loss"])
+                                      for h in result.history)
+    on_train = evaluate(result.model, _as_float(images), torch.from_numpy(labels))
+    assert on_train["accuracy"] == result.history[-1]["train_accuracy"]
+    with pytest.raises(ValueError, match=r"labels must lie in \[0, 2\) \(num_classes=2\), got range \[0, 2\]"):
+        train("resnet18", images, labels, TrainConfig(max_epochs=1), None)

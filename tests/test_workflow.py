@@ -21,7 +21,7 @@ TINY = {
     # (the run's working directory is elsewhere).
     "datasets": ["digits", "breast_28", "synthetic_d2"],
 }
-RUN_KEYS = ["dataset", "model", "n_train", "seed"]
+RUN_KEYS = ["dataset", "model", "noise", "variant", "n_train", "seed"]
 
 
 def snakemake(repo, workdir, *args, check=True):
@@ -50,7 +50,7 @@ def rerun_counts(repo, workdir, config: dict, edit: dict) -> dict[str, int]:
     with) section by section with ``edit``."""
     edited = yaml.safe_load(yaml.safe_dump(config))
     for section, values in edit.items():
-        edited[section].update(values)
+        edited.setdefault(section, {}).update(values)
     result = snakemake(repo, workdir, "-n", "--quiet", "rules", "--configfile",
                        config_file(workdir, edited, "edited.yaml"))
     return job_counts(result.stdout)
@@ -62,8 +62,10 @@ def test_dry_run_of_the_default_config(repo, tmp_path):
     assert counts["make_split"] == counts["dataset_properties"] == 4 * 2 * 3  # dataset x N x seed
     assert counts["train_model"] == counts["evaluate_model"] == 4 * 2 * 2 * 3  # x model
     for rule in ("dataset_properties_table", "figure_dataset_properties", "grid_tables", "scaling_fits",
-                 "sharpness_robustness", "generalization_figures"):
+                 "sharpness_robustness", "generalization_figures", "sensitivity_study"):
         assert counts[rule] == 1, rule
+    # one noise level and one variant: the noise and variant studies have nothing to compare
+    assert "noise_rank_study" not in counts and "variant_study" not in counts
 
 
 def test_dry_run_of_one_dataset_and_one_model(repo, tmp_path):
@@ -122,15 +124,21 @@ def test_tiny_run_produces_table_and_figure(tiny_run):
 
 def test_tiny_run_produces_the_grid_tables(tiny_run):
     runs = pd.read_csv(tiny_run / "results/tables/runs.csv")
-    assert len(runs) == 3 * 2 * 2 * 2 and list(runs.columns[:4]) == RUN_KEYS
+    assert len(runs) == 3 * 2 * 2 * 2 and list(runs.columns[:6]) == RUN_KEYS
+    assert set(runs["noise"]) == {0.0} and set(runs["variant"]) == {"standard"}
     assert not runs.duplicated(RUN_KEYS).any()
     assert set(runs["model"]) == {"resnet18", "vgg13"} and (runs["epochs"] == 1).all()
     for column in ("test_loss", "train_loss", "d_repr_twonn", "d_repr_mle", "jacobian_norm", "d_mle", "k_f"):
         assert runs[column].notna().all(), column
     assert runs["test_accuracy"].between(0, 1).all() and (runs["device"] == "cpu").all()
     properties = pd.read_csv(tiny_run / "results/tables/dataset_properties.csv")
-    joined = runs.merge(properties, on=["dataset", "n_train", "seed"], suffixes=("", "_split"))
-    assert (joined["d_mle"] == joined["d_mle_split"]).all()
+    joined = runs.merge(properties, on=["dataset", "noise", "n_train", "seed"], suffixes=("", "_split"))
+    assert len(joined) == len(runs) and (joined["d_mle"] == joined["d_mle_split"]).all()
+    for column in ("jacobian_norm_train", "repr_energy_rank", "filter_energy_rank", "data_energy_rank"):
+        assert runs[column].notna().all() and (runs[column] > 0).all(), column
+    epochs = pd.read_csv(tiny_run / "results/tables/epochs.csv")
+    assert len(epochs) == len(runs) and epochs["test_loss"].notna().all()  # one epoch each
+    assert (tiny_run / "results/tables/jacobian_generalization.csv").exists()
     attacks = pd.read_csv(tiny_run / "results/tables/attacks.csv")
     assert len(attacks) == len(runs) * 2 * 4
     assert set(attacks["eps_255"]) == {1, 2, 4, 8} and set(attacks["attack"]) == {"fgsm", "pgd"}
@@ -174,6 +182,19 @@ def test_attack_budget_edit_retrains_when_the_weights_were_temporary(repo, tiny_
     assert "make_split" not in counts and "dataset_properties" not in counts
 
 
+def test_adding_a_noise_level_or_variant_recomputes_nothing_that_does_not_depend_on_it(repo, tiny_run):
+    """Issue 12: a new level trains and measures only the new (noise, variant) runs and the new
+    level's d_data; caches, splits, K_F and every existing run stay."""
+    counts = rerun_counts(repo, tiny_run, TINY, {"background_noise": {"levels": [0.0, 0.2]},
+                                                 "variants": {"run": ["standard", "noise_class"]}})
+    per_cell = 3 * 2 * 2 * 2  # dataset x model x N x seed
+    assert counts["train_model"] == counts["evaluate_model"] == 3 * per_cell, counts  # all but (0.0, standard)
+    assert counts["dataset_properties"] == 3 * 2 * 2, counts  # the new noise level's splits only
+    for rule in ("prepare_dataset", "make_split", "label_sharpness"):
+        assert rule not in counts, (rule, counts)
+    assert counts["noise_rank_study"] == counts["variant_study"] == 1
+
+
 def test_report_has_the_figure_and_caption(repo, tiny_run):
     snakemake(repo, tiny_run, "--configfile", str(tiny_run / "tiny.yaml"), "--report", str(tiny_run / "report.zip"))
     import zipfile
@@ -184,3 +205,90 @@ def test_report_has_the_figure_and_caption(repo, tiny_run):
             assert any(name.endswith(figure) for name in names), figure
         text = "".join(archive.read(n).decode("utf-8", "ignore") for n in names if n.endswith((".html", ".js")))
     assert "label sharpness" in text and "Pearson" in text
+
+
+# The three related studies as grid axes (config/extensions.yaml in miniature): every new table
+# and figure, from a real run of the workflow.
+STUDIES = {
+    **TINY,
+    "splits": {"n_train": [24], "n_test": 20, "seeds": [0, 1]},
+    "training": {**TINY["training"], "models": ["resnet18"], "max_epochs": 2},
+    "evaluation": {"attacks": ["fgsm"], "eps_255": [2], "eps": [0.05]},
+    "background_noise": {"levels": [0.0, 0.3]},
+    "variants": {"run": ["standard", "noise_class", "exclude_illusive"],
+                 "exclude_illusive": {"first_pass_epochs": 3, "last_epochs": 2}},
+    "datasets": ["digits", "low_rank_r4"],
+}
+
+
+@pytest.fixture(scope="module")
+def studies_run(repo, tmp_path_factory):
+    workdir = tmp_path_factory.mktemp("studies")
+    snakemake(repo, workdir, "--cores", "2", "--configfile", config_file(workdir, STUDIES, "studies.yaml"))
+    return workdir
+
+
+def test_studies_run_types_every_axis_and_measures_each_noise_level(studies_run):
+    runs = pd.read_csv(studies_run / "results/tables/runs.csv")
+    assert len(runs) == 2 * 2 * 3 * 2 and list(runs.columns[:6]) == RUN_KEYS  # dataset x noise x variant x seed
+    assert runs["noise"].dtype.kind == "f" and set(runs["noise"]) == {0.0, 0.3}
+    assert set(runs["variant"]) == {"standard", "noise_class", "exclude_illusive"}
+    for name in ("attacks", "epochs"):
+        table = pd.read_csv(studies_run / f"results/tables/{name}.csv")
+        assert table["noise"].dtype.kind == "f" and set(table["variant"]) == set(runs["variant"]), name
+    properties = pd.read_csv(studies_run / "results/tables/dataset_properties.csv")
+    assert len(properties) == 2 * 2 * 2  # dataset x noise x seed: d_data per noise level, not per variant
+    low_rank = properties[properties["dataset"] == "low_rank_r4"].set_index(["noise", "seed"])
+    assert (low_rank.loc[0.0, "data_energy_rank"] == 4).all()  # the clean signal's known rank
+    assert (low_rank.loc[0.3, "data_energy_rank"] > 4).all() and (low_rank.loc[0.3, "d_mle"] > low_rank.loc[0.0, "d_mle"]).all()
+    # K_F is of the clean class pair: the same at every noise level
+    assert (properties.groupby(["dataset", "classes"])["k_f"].nunique() == 1).all()
+    # Fan & Yezzi
+    noise_class = runs[runs["variant"] == "noise_class"]
+    assert (noise_class["num_classes"] == 3).all() and (noise_class["n_noise_images"] == 12).all()
+    assert noise_class["noise_predicted_fraction"].between(0, 1).all()
+    assert runs.loc[runs["variant"] != "noise_class", "noise_predicted_fraction"].isna().all()
+    epochs = pd.read_csv(studies_run / "results/tables/epochs.csv")
+    first = epochs[epochs["pass"] == "first"]
+    assert set(first["variant"]) == {"exclude_illusive"} and (first.groupby(RUN_KEYS).size() == 3).all()
+    attacks = pd.read_csv(studies_run / "results/tables/attacks.csv")
+    assert sorted(attacks["eps_255"].unique()) == pytest.approx([2.0, 0.05 * 255])
+
+
+def test_studies_run_records_the_excluded_samples_by_cache_index(studies_run):
+    import json
+
+    import numpy as np
+
+    for record_path in studies_run.glob("results/runs/*/resnet18/noise*/exclude_illusive/*/training.json"):
+        record = json.loads(record_path.read_text())
+        split = np.load(studies_run / f"results/splits/{record['dataset']}/n24_seed{record['seed']}.npz")
+        assert set(record["excluded"]) <= set(split["train_idx"].tolist()) and record["n_excluded"] == len(record["excluded"])
+        assert len(record["first_pass_history"]) == 3
+        assert all(h["test_loss"] > 0 for h in record["first_pass_history"] + record["history"])
+
+
+def test_studies_run_writes_the_three_analyses_and_their_report(repo, studies_run):
+    tables = studies_run / "results/tables"
+    claim = pd.read_csv(tables / "noise_rank_claim.csv")
+    assert set(claim["dataset"]) == {"digits", "low_rank_r4"} and set(claim["noise_high"]) == {0.3}
+    variants = pd.read_csv(tables / "variants.csv")
+    assert set(variants["variant"]) == {"standard", "noise_class", "exclude_illusive"}
+    jacobian = pd.read_csv(tables / "jacobian_generalization.csv")
+    assert {"r", "rho", "r_ci_low", "rho_ci_high"} <= set(jacobian.columns)
+    pooled = jacobian[(jacobian["domain"] == "all") & (jacobian["x_column"] == "jacobian_norm")]
+    assert (pooled["n"] == 2 * 2 * 2).all()  # every standard run, both noise levels
+    for name in ("noise_rank", "variants", "overfitting", "jacobian_generalization"):
+        for suffix in ("png", "pdf"):
+            assert (studies_run / f"results/figures/{name}.{suffix}").stat().st_size > 5_000, name
+    # the paper's analyses keep to the clean, standard runs
+    summary = pd.read_csv(tables / "figure_summaries.csv")
+    assert summary.groupby(["figure", "model", "dataset", "n_train"])["n_seeds"].max().max() == 2
+    snakemake(repo, studies_run, "--configfile", str(studies_run / "studies.yaml"), "--report",
+              str(studies_run / "report.zip"))
+    import zipfile
+
+    with zipfile.ZipFile(studies_run / "report.zip") as archive:
+        names = archive.namelist()
+    for figure in ("noise_rank.png", "variants.png", "overfitting.png", "jacobian_generalization.png"):
+        assert any(name.endswith(figure) for name in names), figure

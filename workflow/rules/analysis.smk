@@ -8,10 +8,12 @@ rule grid_tables:
     output:
         runs=report("results/tables/runs.csv", caption="../report/runs_table.rst", category="Tables"),
         attacks=report("results/tables/attacks.csv", caption="../report/attacks_table.rst", category="Tables"),
+        epochs=report("results/tables/epochs.csv", caption="../report/epochs_table.rst", category="Tables"),
         runs_parquet="results/tables/runs.parquet",
         attacks_parquet="results/tables/attacks.parquet",
+        epochs_parquet="results/tables/epochs.parquet",
     params:
-        run_keys=list(RUN_AXES),
+        axis_types=axis_types(),
     log:
         "results/logs/grid_tables.log",
     benchmark:
@@ -38,6 +40,7 @@ rule scaling_fits:
             category="Scaling laws",
         ),
     params:
+        reference=REFERENCE,
         exclude_unfitted=config["analysis"]["exclude_unfitted"],
         cross_domain_exclude=config["analysis"]["cross_domain_exclude"],
     log:
@@ -84,6 +87,7 @@ rule sharpness_robustness:
         fig3_accuracy=figure_report("fig3_sharpness_robustness_accuracy", "Robustness"),
         fig3_accuracy_pdf="results/figures/fig3_sharpness_robustness_accuracy.pdf",
     params:
+        reference=REFERENCE,
         # Fig. 3 shows FGSM at eps = 2/255 as the paper; another configured attack when FGSM is not run.
         attack="fgsm" if "fgsm" in config["evaluation"]["attacks"] else config["evaluation"]["attacks"][0],
         eps_255=2,
@@ -122,6 +126,9 @@ rule generalization_figures:
         fig5_repr_vs_data_twonn_pdf="results/figures/fig5_repr_vs_data_twonn.pdf",
         summary="results/tables/figure_summaries.csv",
         guides="results/tables/figure_guides.csv",
+    params:
+        reference=REFERENCE,
+        facet=config["analysis"]["facet"],
     log:
         "results/logs/generalization_figures.log",
     benchmark:
@@ -130,3 +137,80 @@ rule generalization_figures:
         CONDA_ENV
     script:
         "../scripts/generalization_figures.py"
+
+
+# The related studies (config/README.md): each reads the merged tables of the whole grid.
+
+
+rule noise_rank_study:
+    input:
+        "results/tables/runs.csv",
+    output:
+        table=report("results/tables/noise_rank.csv", caption="../report/noise_rank_table.rst",
+                     category="Background noise and rank"),
+        markdown="results/tables/noise_rank.md",
+        claim=report("results/tables/noise_rank_claim.csv", caption="../report/noise_rank_claim.rst",
+                     category="Background noise and rank"),
+        figure=figure_report("noise_rank", "Background noise and rank"),
+        figure_pdf="results/figures/noise_rank.pdf",
+    log:
+        "results/logs/noise_rank_study.log",
+    benchmark:
+        "results/benchmarks/noise_rank_study.tsv"
+    conda:
+        CONDA_ENV
+    script:
+        "../scripts/noise_rank_study.py"
+
+
+rule variant_study:
+    input:
+        runs="results/tables/runs.csv",
+        attacks="results/tables/attacks.csv",
+        epochs="results/tables/epochs.csv",
+    output:
+        table=report("results/tables/variants.csv", caption="../report/variants_table.rst",
+                     category="Noise class and illusive samples"),
+        markdown="results/tables/variants.md",
+        figure=figure_report("variants", "Noise class and illusive samples"),
+        figure_pdf="results/figures/variants.pdf",
+        overfitting=figure_report("overfitting", "Noise class and illusive samples"),
+        overfitting_pdf="results/figures/overfitting.pdf",
+    log:
+        "results/logs/variant_study.log",
+    benchmark:
+        "results/benchmarks/variant_study.tsv"
+    conda:
+        CONDA_ENV
+    script:
+        "../scripts/variant_study.py"
+
+
+rule sensitivity_study:
+    input:
+        "results/tables/runs.csv",
+    output:
+        table=report("results/tables/jacobian_generalization.csv",
+                     caption="../report/jacobian_generalization_table.rst", category="Sensitivity"),
+        markdown="results/tables/jacobian_generalization.md",
+        figure=figure_report("jacobian_generalization", "Sensitivity"),
+        figure_pdf="results/figures/jacobian_generalization.pdf",
+    log:
+        "results/logs/sensitivity_study.log",
+    benchmark:
+        "results/benchmarks/sensitivity_study.tsv"
+    conda:
+        CONDA_ENV
+    script:
+        "../scripts/sensitivity_study.py"
+
+
+def study_outputs():
+    """The studies a grid can answer: the noise study needs two noise levels, the variant study
+    two variants; sensitivity vs generalization any grid."""
+    outputs = list(rules.sensitivity_study.output)
+    if len(AXES["noise"].values) > 1:
+        outputs += list(rules.noise_rank_study.output)
+    if len(AXES["variant"].values) > 1:
+        outputs += list(rules.variant_study.output)
+    return outputs

@@ -85,19 +85,76 @@ if int(_smallest_n * (1 - _discard)) < 2:
 MODELS = config["training"]["models"]
 CONDA_ENV = "../../envs/intrinsic.yaml"
 
-# The grid: one training run per combination of these axes. A run's files live under
-# RUN_PATH, and every record carries the axes as columns. A new axis (e.g. background noise)
-# is one entry here, one path segment in RUN_PATH and a config list; the tables pick it up.
-RUN_AXES = {"dataset": DATASETS, "model": MODELS, "n_train": N_TRAIN, "seed": SEEDS}
-RUN_PATH = "{dataset}/{model}/n{n_train}_seed{seed}"
+# The grid: one training run per combination of these axes, in path order. A run's files live
+# under RUN_PATH and a split's measured properties under PROPERTIES_PATH; every record carries
+# the axes as typed columns (int, float or str), and each axis's wildcard only matches its
+# configured values. A new axis is one entry here (its config list and type), one path segment
+# in RUN_PATH (and PROPERTIES_PATH if the data depend on it) and, where a rule's result depends
+# on it, that rule's params; the tables, constraints and records pick it up.
+class Axis:
+    def __init__(self, values, kind, of_data):
+        self.kind = kind        # int, float or str: the column type in every table
+        self.values = [kind(v) for v in values]
+        self.of_data = of_data  # the images of a split depend on it (d_data is measured per value)
+
+    def text(self, value):
+        """How a value is written in a path: repr of a float round-trips exactly (0.1 -> "0.1")."""
+        return repr(float(value)) if self.kind is float else str(value)
+
+    def parse(self, text):
+        return self.kind(text)
+
+
+NOISE_LEVELS = config["background_noise"]["levels"]
+VARIANTS = config["variants"]["run"]
+AXES = {
+    "dataset": Axis(DATASETS, str, of_data=True),
+    "model": Axis(MODELS, str, of_data=False),
+    "noise": Axis(NOISE_LEVELS, float, of_data=True),
+    "variant": Axis(VARIANTS, str, of_data=False),
+    "n_train": Axis(N_TRAIN, int, of_data=True),
+    "seed": Axis(SEEDS, int, of_data=True),
+}
+RUN_AXES = {name: [axis.text(v) for v in axis.values] for name, axis in AXES.items()}
+RUN_PATH = "{dataset}/{model}/noise{noise}/{variant}/n{n_train}_seed{seed}"
+# A split (its indices) depends on neither noise nor variant; its images and d_data on the noise.
 SPLIT_PATH = "{dataset}/n{n_train}_seed{seed}"
+PROPERTIES_PATH = "{dataset}/noise{noise}/n{n_train}_seed{seed}"
+DATA_AXES = [name for name, axis in AXES.items() if axis.of_data]
+for _path, _axes in ((RUN_PATH, list(AXES)), (PROPERTIES_PATH, DATA_AXES)):
+    _missing = [name for name in _axes if "{" + name + "}" not in _path]
+    if _missing:
+        raise WorkflowError(f"common.smk: path {_path!r} lacks the axes {_missing}")
+
+# The paper's analyses (fits, Table 1, Figs. 1-5) are of the clean, standard-trained grid: the
+# study axes' reference values, which every grid must contain (the studies compare with them).
+REFERENCE = {"noise": 0.0, "variant": "standard"}
+for _name, _value in REFERENCE.items():
+    if _value not in AXES[_name].values:
+        _key = {"noise": "background_noise.levels", "variant": "variants.run"}[_name]
+        raise WorkflowError(
+            f"config: {_key} {AXES[_name].values} must contain {_value!r}: it is the reference the "
+            "paper's analyses use and the studies compare with"
+        )
+
+
+# Figs. 2 and 4 draw model (panels), dataset (markers), N (sizes) and seed (means) already.
+_facet = config["analysis"]["facet"]
+_facetable = [name for name in AXES if name not in ("dataset", "model", "n_train", "seed")]
+if _facet is not None and _facet not in _facetable:
+    raise WorkflowError(f"config: analysis.facet {_facet!r} is not an axis the figures can facet on "
+                        f"(one of {', '.join(_facetable)}, or null)")
 
 
 wildcard_constraints:
-    dataset="|".join(map(re.escape, DATASETS)) if DATASETS else "(?!)",
-    model="|".join(map(re.escape, MODELS)),
-    n_train=r"\d+",
-    seed=r"\d+",
+    **{name: "|".join(map(re.escape, texts)) if texts else "(?!)" for name, texts in RUN_AXES.items()},
+
+
+# Attack budgets on the [0, 1] scale: evaluation.eps_255 / 255 and evaluation.eps, each once.
+ATTACK_EPS = sorted({round(e / 255, 12) for e in config["evaluation"]["eps_255"]}
+                    | {round(float(e), 12) for e in config["evaluation"]["eps"]})
+if not ATTACK_EPS:
+    raise WorkflowError("config: evaluation.eps_255 and evaluation.eps are both empty: give at least one attack budget")
 
 
 # A dataset's prepared cache: one directory output, so each downstream job has one input edge
@@ -106,7 +163,8 @@ CACHE = "results/cache/{dataset}"
 
 
 def split_records(pattern):
-    return expand(pattern, dataset=DATASETS, n_train=N_TRAIN, seed=SEEDS)
+    """``pattern`` for every split (SPLIT_PATH) or, with {noise}, every split x noise level."""
+    return expand(pattern, **{name: RUN_AXES[name] for name in DATA_AXES})
 
 
 def run_records(pattern):
@@ -116,8 +174,24 @@ def run_records(pattern):
 
 def run_keys(wildcards):
     """The grid axes of one run, as typed values for its records."""
-    return {axis: (int(wildcards[axis]) if axis in ("n_train", "seed") else wildcards[axis])
-            for axis in RUN_AXES}
+    return {name: axis.parse(wildcards[name]) for name, axis in AXES.items()}
+
+
+def axis_types():
+    """{axis: "int" | "float" | "str"}: how the tables type each axis column."""
+    return {name: axis.kind.__name__ for name, axis in AXES.items()}
+
+
+def background_options(wildcards):
+    """What background noise a job's images depend on: nothing for the clean grid (so editing
+    the threshold reruns only the noisy runs), else the level and the background threshold."""
+    noise = float(wildcards.noise)
+    return {"noise": noise, "threshold": config["background_noise"]["threshold"] if noise > 0 else None}
+
+
+def variant_options(wildcards):
+    """A run's variant and only its own options (editing one variant's options reruns only it)."""
+    return {"name": wildcards.variant, **config["variants"].get(wildcards.variant, {})}
 
 
 # Keys of `training` that do not change a trained model: cluster requests, bookkeeping, the

@@ -13,6 +13,8 @@ rule train_model:
     params:
         run=run_keys,
         training=training_settings,
+        variant=variant_options,
+        background=background_options,
         # Resume state of a killed job; not an output, so Snakemake leaves it in place.
         checkpoints=f"results/checkpoints/{RUN_PATH}",
     threads: config["training"]["threads"]
@@ -39,11 +41,15 @@ rule evaluate_model:
         model=f"results/models/{RUN_PATH}.pt",
         training=f"results/runs/{RUN_PATH}/training.json",
     output:
-        f"results/runs/{RUN_PATH}/evaluation.json",
+        record=f"results/runs/{RUN_PATH}/evaluation.json",
+        jacobians=f"results/runs/{RUN_PATH}/jacobian_norms.npz",
     params:
         run=run_keys,
-        evaluation=config["evaluation"],
+        evaluation={key: value for key, value in config["evaluation"].items() if key not in ("eps_255", "eps")},
+        eps=ATTACK_EPS,
         knn_k=config["properties"]["knn_k"],
+        rank_energy=config["rank"]["energy"],
+        background=background_options,
         device=config["training"]["device"],
     threads: config["training"]["threads"]
     resources:

@@ -3,9 +3,11 @@ rule dataset_properties:
         cache=CACHE,
         split=f"results/splits/{SPLIT_PATH}.npz",
     output:
-        "results/properties/{dataset}/n{n_train}_seed{seed}.json",
+        f"results/properties/{PROPERTIES_PATH}.json",
     params:
         options={key: config["properties"][key] for key in ("knn_k", "twonn_discard_fraction")},
+        rank_energy=config["rank"]["energy"],
+        background=background_options,
     threads: config["properties"]["threads"]
     resources:
         mem_mb=4000,
@@ -13,9 +15,9 @@ rule dataset_properties:
     group:
         "properties"
     log:
-        "results/logs/dataset_properties/{dataset}/n{n_train}_seed{seed}.log",
+        f"results/logs/dataset_properties/{PROPERTIES_PATH}.log",
     benchmark:
-        "results/benchmarks/dataset_properties/{dataset}/n{n_train}_seed{seed}.tsv"
+        f"results/benchmarks/dataset_properties/{PROPERTIES_PATH}.tsv"
     conda:
         CONDA_ENV
     script:
@@ -51,7 +53,7 @@ rule label_sharpness:
 
 rule dataset_properties_table:
     input:
-        splits=split_records("results/properties/{dataset}/n{n_train}_seed{seed}.json"),
+        splits=split_records(f"results/properties/{PROPERTIES_PATH}.json"),
         sharpness=expand("results/properties/{dataset}/label_sharpness.json", dataset=DATASETS),
     output:
         splits=report(
@@ -86,6 +88,8 @@ rule figure_dataset_properties:
         ),
         pdf="results/figures/fig1_dataset_properties.pdf",
         summary="results/tables/fig1_dataset_properties_summary.csv",
+    params:
+        reference=REFERENCE,
     log:
         "results/logs/figure_dataset_properties.log",
     benchmark:

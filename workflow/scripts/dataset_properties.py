@@ -1,4 +1,5 @@
-"""Rule dataset_properties: d_data (MLE, TwoNN) of one training split, as a JSON record."""
+"""Rule dataset_properties: d_data (MLE, TwoNN) and the data rank of one training split at one
+background-noise level, as a JSON record."""
 
 import torch
 
@@ -15,6 +16,9 @@ with logged(snakemake.log[0], "dataset_properties") as log:  # noqa: F821 (injec
         cache,
         load_split(snakemake.input.split, cache),  # noqa: F821
         seed=int(snakemake.wildcards.seed),  # noqa: F821
+        noise=snakemake.params.background["noise"],  # noqa: F821
+        background_threshold=snakemake.params.background["threshold"] or 0,  # noqa: F821
+        rank_energy=snakemake.params.rank_energy,  # noqa: F821
         **snakemake.params.options,  # noqa: F821
     )
     write_json(snakemake.output[0], record)  # noqa: F821

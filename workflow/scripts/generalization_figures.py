@@ -4,7 +4,7 @@ import pandas as pd
 
 from intrinsic.figures import figure_generalization, figure_repr_vs_data
 from intrinsic.logs import logged
-from intrinsic.tables import write_csv
+from intrinsic.tables import reference_slice, write_csv
 
 GENERALIZATION = {  # figure -> (x, y, log y); Fig. 4 with d_repr by TwoNN, App. E.1 by MLE
     "fig2_generalization_loss": ("d_mle", "test_loss", True),
@@ -17,11 +17,16 @@ GENERALIZATION = {  # figure -> (x, y, log y); Fig. 4 with d_repr by TwoNN, App.
 REPR_VS_DATA = {"fig5_repr_vs_data": "mle", "fig5_repr_vs_data_twonn": "twonn"}  # figure -> estimator
 
 with logged(snakemake.log[0], "generalization_figures") as log:  # noqa: F821 (injected by Snakemake)
-    out = snakemake.output  # noqa: F821
-    runs = pd.read_csv(snakemake.input[0])  # noqa: F821
+    out, params = snakemake.output, snakemake.params  # noqa: F821
+    table = pd.read_csv(snakemake.input[0])  # noqa: F821
+    # The clean, standard-trained grid: the study axes at their reference values; Figs. 2 and 4
+    # keep every value of the axis they facet on (analysis.facet), one panel per value.
+    runs = reference_slice(table, params.reference)
+    faceted = reference_slice(table, {k: v for k, v in params.reference.items() if k != params.facet})
     summaries, guides = [], []
     for name, (x, y, log_y) in GENERALIZATION.items():
-        summary = figure_generalization(runs, out[name], out[f"{name}_pdf"], x=x, y=y, log_y=log_y)
+        summary = figure_generalization(faceted, out[name], out[f"{name}_pdf"], x=x, y=y, log_y=log_y,
+                                        facet=params.facet)
         summaries.append(summary.assign(figure=name))
         guides.append(summary.attrs["guides"].assign(figure=name, x=x, y=y, log_y=log_y))
     for name, estimator in REPR_VS_DATA.items():

@@ -10,7 +10,7 @@ from intrinsic.analysis import (
 )
 from intrinsic.io import atomic_write
 from intrinsic.logs import logged
-from intrinsic.tables import write_csv
+from intrinsic.tables import reference_slice, write_csv
 
 
 def per_model(fit, runs: pd.DataFrame, groups: list[str], **options) -> pd.DataFrame:
@@ -32,7 +32,8 @@ def log_problems(log, table: pd.DataFrame, keys: list[str]) -> None:
 
 with logged(snakemake.log[0], "scaling_fits") as log:  # noqa: F821 (injected by Snakemake)
     out, params = snakemake.output, snakemake.params  # noqa: F821
-    runs = pd.read_csv(snakemake.input[0])  # noqa: F821
+    # The clean, standard-trained grid: the study axes at their reference values.
+    runs = reference_slice(pd.read_csv(snakemake.input[0]), snakemake.params.reference)  # noqa: F821
     exclude = bool(params.exclude_unfitted)
     if exclude:
         log.info("leaving out %d of %d runs that did not fit their training set "

@@ -8,7 +8,7 @@ from intrinsic.analysis import sharpness_correlations, sharpness_markdown, sharp
 from intrinsic.figures import figure_sharpness_robustness
 from intrinsic.io import atomic_write
 from intrinsic.logs import logged
-from intrinsic.tables import write_csv
+from intrinsic.tables import reference_slice, write_csv
 
 KEYS = ["model", "attack", "eps_255"]
 INTRO = ("Pearson r between the attack's test {what} penalty and label sharpness K_F across datasets{where}; "
@@ -16,7 +16,8 @@ INTRO = ("Pearson r between the attack's test {what} penalty and label sharpness
 
 with logged(snakemake.log[0], "sharpness_robustness") as log:  # noqa: F821 (injected by Snakemake)
     out, params = snakemake.output, snakemake.params  # noqa: F821
-    attacks = pd.read_csv(snakemake.input[0])  # noqa: F821
+    # The clean, standard-trained grid: the study axes at their reference values.
+    attacks = reference_slice(pd.read_csv(snakemake.input[0]), snakemake.params.reference)  # noqa: F821
     tables = {  # output name -> (table, markdown intro)
         "table": (sharpness_correlations(attacks, KEYS), INTRO.format(what="loss", where="")),
         "by_domain": (sharpness_correlations(attacks, KEYS + ["domain"]),

@@ -19,6 +19,7 @@ with logged(snakemake.log[0], "train_model") as log:  # noqa: F821 (injected by 
         model_path=snakemake.output.model, record_path=snakemake.output.record,  # noqa: F821
         checkpoint_folder=snakemake.params.checkpoints,  # noqa: F821
         log=log, progress=sys.stderr.isatty(),
+        variant=snakemake.params.variant, background=snakemake.params.background,  # noqa: F821
     )
     log.info("%s after %d epochs on %s (%.1f s)", "fitted" if record["fitted"] else "NOT fitted",
              record["epochs"], record["device"], record["train_seconds"])

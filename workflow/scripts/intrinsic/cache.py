@@ -9,6 +9,15 @@ Layout of one dataset's cache folder::
     meta.json      provenance, class names and counts, shapes, sha256 of the image, label and
                    group arrays (``sha256``) and of the label, group and CRC arrays (``index_sha256``)
 
+Optional, only when the source gives explicit background masks (``RawDataset.backgrounds``;
+meta ``"background": "explicit"``, else ``"threshold"``: users derive the background from the
+pixel values, ``background.threshold_background``)::
+
+    background.npy         bool, shape (n, size, size), True where a pixel is background
+    background_crc32.npy   uint32, shape (n,), CRC-32 of each mask's bytes
+
+with ``background_sha256`` (the masks) and ``background_index_sha256`` (their CRCs) in meta.
+
 The folder is written beside its final path and renamed into place, so a cache folder is
 complete or absent (it is one `directory()` output for Snakemake: one input edge per job).
 
@@ -18,7 +27,9 @@ against its CRC. A job thus verifies exactly the bytes it uses, at a cost far be
 (CRC-32 runs at about 2.4 GB/s here, faster than the memory-mapped read itself;
 benchmarks/bench_prepare.py measures it on a 224 px cache), and never the whole cache: a
 200,000-image cache is not read in full for a 1,750-image split. A mismatch is a
-``DatasetError`` naming the file and the command that rebuilds the cache.
+``DatasetError`` naming the file and the command that rebuilds the cache. Background masks are
+verified the same way: their CRCs on every load, each mask when ``read_background`` reads it,
+and all of them against ``background_sha256`` with ``load_cache(verify=True)``.
 """
 
 from __future__ import annotations
@@ -38,6 +49,8 @@ from . import __version__
 from .io import ArtefactError, atomic_directory, atomic_write, read_json, rebuild_hint, write_json
 
 CACHE_FILES = ("images.npy", "labels.npy", "groups.npy", "row_crc32.npy", "meta.json")
+# Optional: written only for sources with explicit background masks (see the module docstring).
+BACKGROUND_FILES = ("background.npy", "background_crc32.npy")
 
 
 class DatasetError(ValueError):
@@ -54,6 +67,10 @@ class RawDataset:
     labels: class index per image, into ``classes``.
     groups: group id per image (patient, study, source photo); images of one group always land
         on the same side of a split.
+    backgrounds: optional explicit background mask per image, bool (H, W) with the image's H, W,
+        True where a pixel is background (e.g. off the signal region of a synthetic source, or
+        below a NIfTI reader's foreground threshold). None: the background is derived from the
+        pixel values when needed (``background.threshold_background``).
     """
 
     name: str
@@ -62,6 +79,7 @@ class RawDataset:
     groups: np.ndarray
     classes: list[str]
     provenance: dict = field(default_factory=dict)
+    backgrounds: list[np.ndarray] | None = None
 
     def __post_init__(self) -> None:
         self.labels = np.asarray(self.labels, dtype=np.int64)
@@ -77,6 +95,19 @@ class RawDataset:
                 f"dataset {self.name!r}: labels must lie in 0..{len(self.classes) - 1} "
                 f"(classes {self.classes}), found {self.labels.min()}..{self.labels.max()}"
             )
+        if self.backgrounds is not None:
+            if len(self.backgrounds) != n:
+                raise DatasetError(f"dataset {self.name!r}: {n} images but {len(self.backgrounds)} background masks")
+            masks = []
+            for index, (mask, image) in enumerate(zip(self.backgrounds, self.images)):
+                mask = np.asarray(mask)
+                if mask.dtype != np.bool_ or mask.shape != np.shape(image)[:2]:
+                    raise DatasetError(
+                        f"dataset {self.name!r}: background mask {index} has dtype {mask.dtype} shape {mask.shape}; "
+                        f"expected bool of the image's (H, W) {np.shape(image)[:2]}"
+                    )
+                masks.append(mask)
+            self.backgrounds = masks
 
 
 @dataclass
@@ -90,18 +121,44 @@ class DatasetCache:
     meta: dict
     row_crc32: np.ndarray
     folder: Path
+    background: np.ndarray | None = None  # memory-mapped bool (n, H, W), unverified; use read_background
+    background_crc32: np.ndarray | None = None
 
     @property
     def classes(self) -> list[str]:
         return list(self.meta["classes"])
 
-    def read_images(self, index) -> np.ndarray:
-        """The images at ``index`` (in that order) as an in-memory uint8 array, each checked
-        against its CRC-32; a mismatch is a DatasetError naming images.npy and the rebuild."""
+    @property
+    def has_background(self) -> bool:
+        """Whether the cache stores explicit background masks (background.npy)."""
+        return self.background is not None
+
+    def read_background(self, index) -> np.ndarray | None:
+        """The explicit background masks at ``index`` (in that order), bool (n, H, W), True =
+        background, each checked against its CRC-32; None when the cache has no background.npy."""
+        if self.background is None:
+            return None
+        index = self._check_index(index)
+        order = np.argsort(index, kind="stable")
+        rows = np.empty((len(index), *self.background.shape[1:]), dtype=np.bool_)
+        rows[order] = self.background[index[order]]
+        corrupt = [int(i) for i, row in zip(index, rows) if zlib.crc32(row) != self.background_crc32[i]]
+        if corrupt:
+            raise DatasetError(f"cache {self.folder}: background.npy is corrupt ({len(corrupt)} mask(s) fail their "
+                               f"CRC-32, first index {corrupt[0]}); {rebuild_hint(self.folder)}")
+        return rows
+
+    def _check_index(self, index) -> np.ndarray:
         index = np.asarray(index, dtype=np.int64)
         if index.size and (index.min() < 0 or index.max() >= len(self.images)):
             raise DatasetError(f"cache {self.folder}: image index {int(index.min())}..{int(index.max())} "
                                f"outside 0..{len(self.images) - 1}")
+        return index
+
+    def read_images(self, index) -> np.ndarray:
+        """The images at ``index`` (in that order) as an in-memory uint8 array, each checked
+        against its CRC-32; a mismatch is a DatasetError naming images.npy and the rebuild."""
+        index = self._check_index(index)
         order = np.argsort(index, kind="stable")  # a memory-mapped file reads fastest in file order
         rows = np.empty((len(index), *self.images.shape[1:]), dtype=np.uint8)
         rows[order] = self.images[index[order]]
@@ -144,6 +201,28 @@ def convert_image(image: np.ndarray, size: int, channels: int) -> np.ndarray:
 def quantize(images: np.ndarray) -> np.ndarray:
     """[0, 1] floats to uint8 (round to nearest)."""
     return np.clip(np.rint(np.asarray(images) * 255.0), 0, 255).astype(np.uint8)
+
+
+def resize_mask(mask: np.ndarray, size: int) -> np.ndarray:
+    """A bool (H, W) background mask at (size, size): unchanged when already that size, else
+    resized with the image's own filter (``convert_image``: bilinear, anti-aliased when
+    shrinking) and thresholded at > 0.5, so a pixel is background when its resized value comes
+    mostly from background pixels (a tie counts as foreground)."""
+    mask = np.asarray(mask, dtype=bool)
+    if mask.shape == (size, size):
+        return mask.copy()
+    resized = resize(mask.astype(np.float32), (size, size), order=1, anti_aliasing=True, preserve_range=True)
+    return resized > 0.5
+
+
+def prepare_backgrounds(raw: RawDataset, size: int) -> np.ndarray | None:
+    """The explicit background masks of ``raw`` at the cache size, bool (n, size, size), or None."""
+    if raw.backgrounds is None:
+        return None
+    out = np.empty((len(raw.backgrounds), size, size), dtype=np.bool_)
+    for index, mask in enumerate(raw.backgrounds):
+        out[index] = resize_mask(mask, size)
+    return out
 
 
 def prepare(raw: RawDataset, size: int, channels: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -199,6 +278,7 @@ def write_cache(
     if len(raw.images) == 0:
         raise DatasetError(f"dataset {raw.name!r}: no images")
     images, labels, groups = prepare(raw, size, channels)
+    backgrounds = prepare_backgrounds(raw, size)
     with atomic_directory(folder) as staged:
         _save_npy(staged / "images.npy", images)
         _save_npy(staged / "labels.npy", labels)
@@ -218,10 +298,17 @@ def write_cache(
             "n_groups": int(len(np.unique(groups))),
             "sha256": checksum(images, labels, groups),
             "index_sha256": checksum(labels, groups, crcs),
+            "background": "threshold" if backgrounds is None else "explicit",
             "provenance": raw.provenance,
             "library_version": __version__,
             "created": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
         }
+        if backgrounds is not None:
+            background_crcs = row_crc32(backgrounds)
+            _save_npy(staged / "background.npy", backgrounds)
+            _save_npy(staged / "background_crc32.npy", background_crcs)
+            meta["background_sha256"] = checksum(backgrounds)
+            meta["background_index_sha256"] = checksum(background_crcs)
         write_json(staged / "meta.json", meta)
     return meta
 
@@ -260,7 +347,50 @@ def load_cache(folder: str | os.PathLike, verify: bool = False, mmap: bool = Tru
         raise DatasetError(f"cache {folder}: labels.npy, groups.npy or row_crc32.npy is corrupt (checksum "
                            f"mismatch with meta.json); {rebuild_hint(folder)}")
     cache = DatasetCache(images=images, labels=labels, groups=groups, meta=meta, row_crc32=crcs, folder=folder)
+    _load_background(cache, mmap)
     if verify:
         for start in range(0, len(images), 1024):  # in chunks: memory stays small for any cache
             cache.read_images(np.arange(start, min(start + 1024, len(images))))
+        if cache.has_background and checksum(cache.background) != meta["background_sha256"]:
+            raise DatasetError(f"cache {folder}: background.npy is corrupt (checksum mismatch with meta.json); "
+                               f"{rebuild_hint(folder)}")
     return cache
+
+
+def _load_background(cache: DatasetCache, mmap: bool) -> None:
+    """Attach the optional explicit background masks to ``cache``, their CRCs verified.
+
+    Caches without them (meta "background" absent or "threshold", no background files) stay
+    valid; a cache whose meta and files disagree, or whose masks are damaged, is a DatasetError
+    naming the file."""
+    folder, meta = cache.folder, cache.meta
+    present = [name for name in BACKGROUND_FILES if (folder / name).exists()]
+    explicit = meta.get("background") == "explicit"
+    if not present and not explicit:
+        return
+    if not explicit:
+        raise DatasetError(f"cache {folder}: has {', '.join(present)} but meta.json says background "
+                           f"{meta.get('background', 'threshold')!r}; {rebuild_hint(folder)}")
+    missing = [name for name in BACKGROUND_FILES if name not in present]
+    if missing:
+        raise DatasetError(f"cache {folder}: meta.json says background 'explicit' but {', '.join(missing)} "
+                           f"is missing; {rebuild_hint(folder)}")
+    if "background_sha256" not in meta or "background_index_sha256" not in meta:
+        raise DatasetError(f"cache {folder}: meta.json lacks background_sha256 or background_index_sha256 for "
+                           f"background.npy; {rebuild_hint(folder)}")
+    arrays = {}
+    for name, mode in (("background", "r" if mmap else None), ("background_crc32", None)):
+        try:
+            arrays[name] = np.load(folder / f"{name}.npy", mmap_mode=mode, allow_pickle=False)
+        except (OSError, ValueError, EOFError) as error:
+            raise DatasetError(f"cache {folder}: cannot read {name}.npy ({error}); {rebuild_hint(folder)}") from None
+    masks, crcs = arrays["background"], arrays["background_crc32"]
+    expected = (len(cache.images), *cache.images.shape[2:])
+    if masks.dtype != np.bool_ or masks.shape != expected or crcs.shape != (len(cache.images),):
+        raise DatasetError(f"cache {folder}: background.npy has dtype {masks.dtype} shape {masks.shape} and "
+                           f"background_crc32.npy shape {crcs.shape}; expected bool {expected} and "
+                           f"({len(cache.images)},); {rebuild_hint(folder)}")
+    if checksum(crcs) != meta["background_index_sha256"]:
+        raise DatasetError(f"cache {folder}: background_crc32.npy is corrupt (checksum mismatch with meta.json); "
+                           f"{rebuild_hint(folder)}")
+    cache.background, cache.background_crc32 = masks, crcs

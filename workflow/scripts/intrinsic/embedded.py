@@ -10,6 +10,7 @@ Kinds (see config/README.md, section "Embedded datasets", for every option):
     lfw_faces           scikit-image's LFW subset: faces vs non-faces (+ mirror images)
     lesion              crops of real CT/MR/fundus images; the class is a small inserted lesion
     synthetic_manifold  smooth d-dimensional image manifold with known d and a tunable label margin
+    low_rank            rank-r signal on a foreground square, zero background (Zhang et al. 2025)
 
 Every generator is a pure function of (seed, options): it draws only from
 ``np.random.default_rng`` streams derived from the seed.
@@ -587,6 +588,91 @@ def synthetic_manifold(name: str, seed: int, d: int, n_per_class: int = 200, nat
 
 
 # ----------------------------------------------------------------------------------------------
+# low_rank
+
+
+def foreground_square(native_size: int, foreground_fraction: float) -> tuple[int, int]:
+    """(start, side) of the centred square foreground covering about ``foreground_fraction`` of
+    a native_size x native_size image (side = round(native_size * sqrt(fraction)), >= 1)."""
+    side = min(native_size, max(1, int(round(native_size * math.sqrt(foreground_fraction)))))
+    return (native_size - side) // 2, side
+
+
+def low_rank_basis(seed: int, rank: int, pixels: int) -> np.ndarray:
+    """(pixels, rank) orthonormal patterns: QR of a Gaussian matrix; depends only on (seed, rank, pixels)."""
+    rng = np.random.default_rng([seed, rank, pixels, 2])
+    basis, _ = np.linalg.qr(rng.standard_normal((pixels, rank)))
+    return basis
+
+
+def low_rank(name: str, seed: int, rank: int = 4, n_per_class: int = 200, native_size: int = 32,
+             foreground_fraction: float = 0.25, margin: float = 0.1) -> RawDataset:
+    """Zhang et al. (2025)'s data model: a rank-``rank`` signal on a foreground region, the rest
+    background; label 1[z_1 > 0] with a margin.
+
+    Image: 0 on the background; on a centred square covering about ``foreground_fraction`` of
+    the pixels, 0.5 + a * sum_i z_i B_i with B_1..B_rank orthonormal patterns on the square
+    (``low_rank_basis``) and a = 0.5 / max_pixel sum_i |B_i| (so values stay in [0, 1] for any
+    latent, never clipped). Latents z ~ Uniform[-1, 1]^rank, except z_1, which avoids
+    (-margin, margin) (the same fraction of its range as synthetic_manifold's margin). The
+    centred data matrix thus has rank exactly ``rank``; energy_rank at energy e recovers it
+    while each direction holds more than 1 - e of the energy (rank below about 1 / (1 - e)).
+    ``backgrounds`` holds the explicit mask (True off the square), which the cache stores.
+    """
+    rank = _check_int(name, "rank", rank, 1)
+    n_per_class = _check_int(name, "n_per_class", n_per_class, 1)
+    native_size = _check_int(name, "native_size", native_size, 8)
+    foreground_fraction = _check_float(name, "foreground_fraction", foreground_fraction, 0.0, 1.0, low_open=True)
+    margin = _check_float(name, "margin", margin, 0.0, 1.0, high_open=True)
+    start, side = foreground_square(native_size, foreground_fraction)
+    if side * side < rank:
+        raise DatasetError(f"dataset {name!r}: option 'rank'={rank} needs at least {rank} foreground pixels, but "
+                           f"native_size={native_size} and foreground_fraction={foreground_fraction} give "
+                           f"{side}x{side}; raise 'native_size' or 'foreground_fraction'")
+    if 2 * n_per_class <= rank:
+        raise DatasetError(f"dataset {name!r}: option 'n_per_class'={n_per_class} gives {2 * n_per_class} images, "
+                           f"too few for a centred rank of {rank}; need 2 * n_per_class > rank")
+
+    basis = low_rank_basis(seed, rank, side * side)
+    amplitude = 0.5 / float(np.abs(basis).sum(axis=1).max())
+    rng = np.random.default_rng([seed, rank, native_size, 3])
+    labels = rng.permutation(np.repeat([0, 1], n_per_class))
+    latents = rng.uniform(-1, 1, size=(len(labels), rank))
+    latents[:, 0] = np.where(labels == 1, 1.0, -1.0) * (margin + (1 - margin) * rng.uniform(0, 1, size=len(labels)))
+    images = np.zeros((len(labels), native_size, native_size), dtype=np.float64)
+    images[:, start : start + side, start : start + side] = (0.5 + amplitude * latents @ basis.T).reshape(-1, side, side)
+    background = np.ones((native_size, native_size), dtype=bool)
+    background[start : start + side, start : start + side] = False
+    background = _readonly(background)
+    return RawDataset(
+        name=name,
+        images=list(np.clip(images, 0, 1).astype(np.float32)),  # the clip only absorbs round-off
+        labels=labels,
+        groups=np.asarray([f"synthetic:{index}" for index in range(len(labels))]),
+        classes=["z1_low", "z1_high"],
+        backgrounds=[background] * len(labels),
+        provenance={
+            "generator": "low_rank",
+            "seed": seed,
+            "options": {"rank": rank, "n_per_class": n_per_class, "native_size": native_size,
+                        "foreground_fraction": foreground_fraction, "margin": margin},
+            "rank_true": rank,
+            "d_true": rank,
+            "margin": margin,
+            "description": "Zhang et al. (2025) data model: a rank-r signal on a centred foreground square, "
+                           "zero background; background noise is added later (background.noisy_images)",
+            "label": "1 if z_1 > 0; z_1 avoids (-margin, margin)",
+            "image": "0 off the foreground; 0.5 + a * sum_i z_i B_i on it, B orthonormal, "
+                     "a = 0.5 / max_pixel sum_i |B_i|, z ~ U[-1, 1]^rank",
+            "foreground": {"start": start, "side": side, "fraction": side * side / native_size**2},
+            "amplitude": amplitude,
+            "background": "explicit mask, True off the foreground square",
+            "group": "one per image",
+        },
+    )
+
+
+# ----------------------------------------------------------------------------------------------
 
 GENERATORS: dict[str, Callable[..., RawDataset]] = {
     "sklearn_digits": sklearn_digits,
@@ -594,6 +680,7 @@ GENERATORS: dict[str, Callable[..., RawDataset]] = {
     "lfw_faces": lfw_faces,
     "lesion": lesion,
     "synthetic_manifold": synthetic_manifold,
+    "low_rank": low_rank,
 }
 
 

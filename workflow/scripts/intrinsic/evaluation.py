@@ -35,6 +35,7 @@ from torch import nn
 
 from .estimators import intrinsic_dimension
 from .models import eval_mode, model_device, representations
+from .rank import first_conv_weight_matrix, rank_summary
 
 ATTACKS = ("fgsm", "pgd")
 
@@ -74,29 +75,42 @@ def _input_gradient(model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> torch
     return grad
 
 
-def _loss_and_correct(model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> tuple[float, int]:
-    """Summed cross-entropy (float64 accumulation) and number of correct predictions."""
+def _loss_and_hits(model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> tuple[float, torch.Tensor]:
+    """Summed cross-entropy (float64 accumulation) and which predictions are correct."""
     with torch.no_grad():
         logits = model(x)
         loss = F.cross_entropy(logits.float(), y, reduction="none").double().sum().item()
-        correct = int((logits.argmax(dim=1) == y).sum().item())
-    return loss, correct
+        hits = logits.argmax(dim=1) == y
+    return loss, hits
+
+
+def _loss_and_correct(model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> tuple[float, int]:
+    """Summed cross-entropy (float64 accumulation) and number of correct predictions."""
+    loss, hits = _loss_and_hits(model, x, y)
+    return loss, int(hits.sum().item())
 
 
 # ------------------------------------------------------------------------------------ evaluation
 def evaluate(model: nn.Module, images: torch.Tensor, labels: torch.Tensor, batch_size: int = 256,
-             device=None) -> dict:
-    """{"loss": mean cross-entropy, "accuracy": fraction correct} over the whole set."""
+             device=None, per_sample: bool = False) -> dict:
+    """{"loss": mean cross-entropy, "accuracy": fraction correct} over the whole set; with
+    ``per_sample`` also "correct", a bool tensor (n,) on the CPU of which images are classified
+    correctly (from the same predictions, so its mean is the accuracy)."""
     _check_inputs(images, labels)
     device = _resolve_device(model, device)
-    total_loss, total_correct = 0.0, 0
+    total_loss, total_correct, hits = 0.0, 0, []
     with eval_mode(model):
         for x, y in _batches(images, labels, batch_size, device):
-            loss, correct = _loss_and_correct(model, x, y)
+            loss, batch_hits = _loss_and_hits(model, x, y)
             total_loss += loss
-            total_correct += correct
+            total_correct += int(batch_hits.sum().item())
+            if per_sample:
+                hits.append(batch_hits.cpu())
     n = len(images)
-    return {"loss": total_loss / n, "accuracy": total_correct / n}
+    result = {"loss": total_loss / n, "accuracy": total_correct / n}
+    if per_sample:
+        result["correct"] = torch.cat(hits)
+    return result
 
 
 # --------------------------------------------------------------------------------------- attacks
@@ -257,16 +271,50 @@ def jacobian_norm(model: nn.Module, images: torch.Tensor, batch_size: int = 256,
 
 # ------------------------------------------------------------------------- representation d_repr
 def representation_dimension(model: nn.Module, images: torch.Tensor, k: int = 20, batch_size: int = 256,
-                             device=None, layer: str = "final_linear_input") -> dict:
+                             device=None, layer: str = "final_linear_input",
+                             rank_energy: float | None = None) -> dict:
     """Intrinsic dimension of the representations of ``images`` at ``layer`` (default: the final
     linear layer's inputs; ``models.REPRESENTATION_LAYERS`` lists the choices).
 
     The same estimator code (and k) as for the data's d_data: returns {"d_repr_mle",
     "d_repr_twonn", "n_repr_duplicates"}; duplicates (e.g. representations collapsed by ReLU)
-    count once, as in ``estimators.intrinsic_dimension``.
+    count once, as in ``estimators.intrinsic_dimension``. With ``rank_energy``, also the
+    numerical rank of the centred representation matrix by the data's definition
+    (``rank.rank_summary``): "repr_energy_rank", "repr_effective_rank".
     """
     _check_inputs(images)
     _resolve_device(model, device)
-    result = intrinsic_dimension(representations(model, images, batch_size, layer), k=k)
-    return {"d_repr_mle": result["d_mle"], "d_repr_twonn": result["d_twonn"],
-            "n_repr_duplicates": result["n_duplicates"]}
+    features = representations(model, images, batch_size, layer)
+    result = intrinsic_dimension(features, k=k)
+    measures = {"d_repr_mle": result["d_mle"], "d_repr_twonn": result["d_twonn"],
+                "n_repr_duplicates": result["n_duplicates"]}
+    if rank_energy is not None:
+        measures.update(rank_summary(features, energy=rank_energy, center=True, prefix="repr_"))
+    return measures
+
+
+def filter_rank(model: nn.Module, energy: float = 0.99) -> dict:
+    """Numerical rank of the learned filters: the first convolution's weights as an
+    (out_channels, in_channels * kh * kw) matrix, not centred (a filter bank's rank is that of its
+    span, and centring would remove a shared filter); "filter_energy_rank", "filter_effective_rank"."""
+    return rank_summary(first_conv_weight_matrix(model), energy=energy, center=False, prefix="filter_")
+
+
+def prediction_summary(model: nn.Module, images: torch.Tensor, labels: torch.Tensor, real_classes: int = 2,
+                       batch_size: int = 256, device=None) -> dict:
+    """For a model with extra outputs beyond the ``real_classes`` of the task (Fan & Yezzi's
+    noise class): "test_accuracy_real_classes", the accuracy of the argmax over the real classes'
+    logits only, and "noise_predicted_fraction", the fraction of images whose argmax over all
+    outputs is an extra class (NaN for a model without extra outputs, where it cannot happen)."""
+    _check_inputs(images, labels)
+    device = _resolve_device(model, device)
+    correct_real, predicted_extra, outputs = 0, 0, real_classes
+    with eval_mode(model), torch.no_grad():
+        for x, y in _batches(images, labels, batch_size, device):
+            logits = model(x).float()
+            outputs = logits.shape[1]
+            correct_real += int((logits[:, :real_classes].argmax(dim=1) == y).sum().item())
+            predicted_extra += int((logits.argmax(dim=1) >= real_classes).sum().item())
+    n = len(images)
+    return {"test_accuracy_real_classes": correct_real / n,
+            "noise_predicted_fraction": predicted_extra / n if outputs > real_classes else float("nan")}

@@ -238,12 +238,13 @@ def _seed_summary(table: pd.DataFrame, keys: list[str], columns: list[str]) -> p
     return pd.DataFrame(rows, columns=keys + stats_columns + ["n_seeds"])
 
 
-def _xy_summary(rows: pd.DataFrame, x: str, y: str) -> pd.DataFrame:
-    """Per (model, dataset, domain, n_train): x/y column names, their means and t-intervals."""
+def _xy_summary(rows: pd.DataFrame, x: str, y: str, keys: list[str] = RUN_KEYS) -> pd.DataFrame:
+    """Per ``keys`` (model, dataset, domain, n_train and any facet): x/y column names, their means
+    and t-intervals."""
     if x == y:
         raise ValueError(f"x and y are the same column {x!r}")
-    summary = _seed_summary(rows, RUN_KEYS, [x, y])
-    out = summary[RUN_KEYS].copy()
+    summary = _seed_summary(rows, keys, [x, y])
+    out = summary[keys].copy()
     for axis, column in (("x", x), ("y", y)):
         out[axis] = column
         out[f"{axis}_mean"] = summary[column]
@@ -368,8 +369,9 @@ def _dataset_markers(summary: pd.DataFrame, datasets: list[str]) -> dict:
 
 
 def figure_generalization(runs: pd.DataFrame, png, pdf, *, x: str = "d_mle", y: str = "test_loss",
-                          log_y: bool = True) -> pd.DataFrame:
-    """Figures 2 and 4: test loss (or accuracy) against an intrinsic dimension, one panel per model.
+                          log_y: bool = True, facet: str | None = None) -> pd.DataFrame:
+    """Figures 2 and 4: test loss (or accuracy) against an intrinsic dimension, one panel per model
+    (per model and value of the grid axis ``facet``, e.g. "noise", when given).
 
     Each point is one (model, dataset, N): the mean over seeds, with 95% Student-t intervals over
     seeds in y and x. Colour = domain, marker = dataset, marker size grows with N and a thin line
@@ -381,21 +383,29 @@ def figure_generalization(runs: pd.DataFrame, png, pdf, *, x: str = "d_mle", y: 
     ``x_ci_high``, ``y``, ``y_mean``, ``y_ci_low``, ``y_ci_high`` (column names in ``x``/``y``),
     ``n_seeds`` and, when runs has ``fitted``, ``n_unfitted`` (seeds whose model did not fit its
     training set; they are plotted, not dropped). The guide coefficients (model, domain, c0, c1,
-    n_points) are in ``result.attrs["guides"]``.
+    n_points; and the facet's column) are in ``result.attrs["guides"]``; with ``facet`` the
+    summary has that column too.
     """
-    _require(runs, RUN_KEYS + ["seed", x, y], "figure_generalization")
+    keys = RUN_KEYS + ([facet] if facet else [])
+    if facet in RUN_KEYS + ["seed"]:
+        raise ValueError(f"figure_generalization: facet {facet!r} is drawn already (panels per model, markers "
+                         "per dataset, sizes per N, means over seeds); facet on another axis")
+    _require(runs, keys + ["seed", x, y], "figure_generalization")
     if len(runs) == 0:
         raise ValueError("figure_generalization: runs is empty")
     rows, n_dropped = _finite_rows(runs, [x, y], positive=(y,) if log_y else ())
     if len(rows) == 0:
         raise ValueError(f"figure_generalization: no row has a finite {x!r} and {y!r}")
-    summary = _xy_summary(rows, x, y)
+    summary = _xy_summary(rows, x, y, keys)
     if "fitted" in rows.columns:
-        unfitted = (~rows["fitted"].astype(bool)).groupby([rows[k] for k in RUN_KEYS]).sum()
+        unfitted = (~rows["fitted"].astype(bool)).groupby([rows[k] for k in keys]).sum()
         summary["n_unfitted"] = [int(unfitted.get(tuple(k), 0))
-                                 for k in summary[RUN_KEYS].itertuples(index=False, name=None)]
+                                 for k in summary[keys].itertuples(index=False, name=None)]
 
     models = sorted(summary["model"].unique(), key=lambda m: natural_key(str(m)))
+    # One panel per model, or per (model, facet value) in the axis's order.
+    panels = [(model, None) for model in models] if not facet else [
+        (model, value) for model in models for value in sorted(summary[facet].unique(), key=lambda v: natural_key(str(v)))]
     domains = _domain_order(summary["domain"])
     palette = _palette(domains)
     datasets = _dataset_order(summary, domains)
@@ -405,10 +415,10 @@ def figure_generalization(runs: pd.DataFrame, png, pdf, *, x: str = "d_mle", y: 
     plot = summary.rename(columns={"x_mean": "xv", "x_ci_low": "xv_ci_low", "x_ci_high": "xv_ci_high",
                                    "y_mean": "yv", "y_ci_low": "yv_ci_low", "y_ci_high": "yv_ci_high"})
     sns.set_theme(style="whitegrid", context="paper")
-    fig, axes = _facet_axes(len(models), ncols=4)
+    fig, axes = _facet_axes(len(panels), ncols=4)
     guides = []
-    for ax, model in zip(axes, models):
-        panel = plot[plot["model"] == model]
+    for ax, (model, value) in zip(axes, panels):
+        panel = plot[(plot["model"] == model) & ((plot[facet] == value) if facet else True)]
         for (dataset, domain), points in panel.groupby(["dataset", "domain"], sort=False):
             _errorbars(ax, points, "xv", "yv", color=palette[domain], marker=dataset_marker[dataset][0],
                        size=points["n_train"].map(sizes).to_numpy(), line=True)
@@ -420,11 +430,12 @@ def figure_generalization(runs: pd.DataFrame, png, pdf, *, x: str = "d_mle", y: 
             grid = np.linspace(points["xv"].min(), points["xv"].max(), 100)
             ax.plot(grid, inverse_d_curve(grid, c0, c1, log_y=log_y), color=palette[domain], linestyle="--",
                     linewidth=1.0, alpha=0.8, zorder=1)
-            guides.append({"model": model, "domain": domain, "c0": c0, "c1": c1, "n_points": len(points)})
+            guides.append({"model": model, "domain": domain, "c0": c0, "c1": c1, "n_points": len(points),
+                           **({facet: value} if facet else {})})
         if log_y:
             ax.set_yscale("log")
         _frame_points(ax, panel["xv"], panel["yv"], log_y=log_y)
-        ax.set_title(str(model))
+        ax.set_title(str(model) if not facet else f"{model}, {facet} = {value}")
         ax.set_xlabel(_label(x))
         ax.set_ylabel(_label(y) + (" (log scale)" if log_y else ""))
     notes = []
@@ -444,7 +455,8 @@ def figure_generalization(runs: pd.DataFrame, png, pdf, *, x: str = "d_mle", y: 
     fig.suptitle(f"{_label(y)} vs {_label(x)} per dataset and training size N\n({CI_NOTE})")
     fig.tight_layout()
     save_figure(fig, png, pdf)
-    summary.attrs["guides"] = pd.DataFrame(guides, columns=["model", "domain", "c0", "c1", "n_points"])
+    summary.attrs["guides"] = pd.DataFrame(guides, columns=["model", "domain", "c0", "c1", "n_points"]
+                                           + ([facet] if facet else []))
     return summary
 
 

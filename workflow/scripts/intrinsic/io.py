@@ -135,6 +135,14 @@ def write_json(path: str | os.PathLike, data: dict) -> None:
         handle.write("\n")
 
 
+def save_arrays(path: str | os.PathLike, **arrays) -> None:
+    """Named numpy arrays as one compressed .npz, atomically (compact per-sample records)."""
+    import numpy as np  # here: the rest of this module is used by jobs that never load numpy arrays
+
+    with atomic_write(path) as handle:
+        np.savez_compressed(handle, **{name: np.asarray(value) for name, value in arrays.items()})
+
+
 def read_json(path: str | os.PathLike, required: tuple[str, ...] = (), rebuild: str | os.PathLike | None = None
               ) -> dict:
     """A JSON object written by ``write_json``; ``required`` keys must be present. Errors name the

@@ -14,8 +14,10 @@ import zlib
 
 import numpy as np
 
+from .background import noisy_images
 from .cache import DatasetCache
 from .estimators import balanced_sample, intrinsic_dimension, label_sharpness
+from .rank import rank_summary
 from .splits import Split, class_pair_order
 
 
@@ -26,12 +28,19 @@ def split_properties(
     seed: int,
     knn_k: int = 20,
     twonn_discard_fraction: float = 0.1,
+    noise: float = 0.0,
+    background_threshold: int = 0,
+    rank_energy: float = 0.99,
 ) -> dict:
-    """d_data of the training images of ``split``, as one flat record for the tidy table."""
+    """d_data and the data rank of the training images of ``split`` at background noise level
+    ``noise`` (``background.noisy_images``; 0: the clean images), as one flat record for the
+    tidy table. The rank (``rank.rank_summary``, centred) is that of the images on the [0, 1]
+    scale; it is scale invariant, so it is computed from the uint8 values directly."""
     started = time.perf_counter()
     # In file order (read_images reads in that order anyway); the uint8 copy is n*C*H*W bytes.
-    train = cache.read_images(np.sort(split.train_idx))
+    train = noisy_images(cache, np.sort(split.train_idx), noise, seed, background_threshold)
     ids = intrinsic_dimension(train, k=knn_k, discard_fraction=twonn_discard_fraction)
+    ranks = rank_summary(train, energy=rank_energy, center=True, prefix="data_")
     meta = cache.meta
     return {
         "dataset": meta["dataset"],
@@ -48,6 +57,10 @@ def split_properties(
         "channels": int(meta["channels"]),
         "knn_k": int(knn_k),
         "d_true": meta.get("provenance", {}).get("d_true"),
+        "noise": float(noise),
+        "data_energy_rank": ranks["data_energy_rank"],
+        "data_effective_rank": ranks["data_effective_rank"],
+        "rank_energy": float(rank_energy),
         "seconds": round(time.perf_counter() - started, 3),
     }
 

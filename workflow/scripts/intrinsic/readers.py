@@ -50,7 +50,7 @@ from typing import Callable, Iterable
 
 import numpy as np
 
-from .cache import DatasetError, RawDataset, convert_image, quantize, to_unit_range
+from .cache import DatasetError, RawDataset, convert_image, quantize, resize_mask, to_unit_range
 from .logs import private
 
 DEFAULT_GROUP_SALT = "intrinsic-properties/v1"
@@ -373,15 +373,18 @@ def _finish(
     context: ReadContext,
     dropped_before: dict | None = None,
     items: Callable[[int], str] | None = None,
+    backgrounds: list[np.ndarray] | None = None,
 ) -> RawDataset:
     """Map source labels onto the task, drop or reject the rest, check class sizes.
 
     ``dropped_before``: {value: count} a reader already dropped before decoding.
-    ``items``: image index -> text naming its file, for the error on labels outside the task."""
+    ``items``: image index -> text naming its file, for the error on labels outside the task.
+    ``backgrounds``: explicit background mask per image (``RawDataset.backgrounds``), or None."""
     labels, keep, dropped = task.assign(name, values, where, drop_other, items=items)
     for value, count in (dropped_before or {}).items():
         dropped[value] = dropped.get(value, 0) + count
     kept_images = [_from_worker(image) for image, k in zip(images, keep) if k]
+    kept_backgrounds = None if backgrounds is None else [mask for mask, k in zip(backgrounds, keep) if k]
     kept_groups = np.asarray(groups, dtype=object)[keep] if len(groups) else np.asarray([], dtype=str)
     counts = np.bincount(labels, minlength=len(task.classes)) if len(labels) else np.zeros(len(task.classes), int)
     small = {c: int(n) for c, n in zip(task.classes, counts) if n < min_per_class}
@@ -402,6 +405,7 @@ def _finish(
         groups=np.asarray([str(g) for g in kept_groups], dtype=str),
         classes=task.classes,
         provenance=provenance,
+        backgrounds=kept_backgrounds,
     )
 
 
@@ -951,8 +955,11 @@ class _NiftiJob:
     size: int | None
     channels: int | None
 
-    def __call__(self, paths: tuple[str, str | None]) -> tuple[list[np.ndarray], list[int], list[str], dict]:
-        """(slices, slice indices, mask labels "0"/"1" or [], counts) of one volume."""
+    def __call__(self, paths: tuple[str, str | None]) -> tuple[list[np.ndarray], list[int], list[str], dict,
+                                                               list[np.ndarray]]:
+        """(slices, slice indices, mask labels "0"/"1" or [], counts, background masks) of one
+        volume. A slice's background: its voxels at or below ``foreground_threshold`` (the
+        scale after normalization), resized like the slice when the cache size is known."""
         import nibabel
 
         image_path, mask_path = paths
@@ -980,15 +987,19 @@ class _NiftiJob:
         stack = np.moveaxis(volume, self.axis, 0)
         foreground = (stack > self.foreground_threshold).mean(axis=(1, 2))
         has_mask = np.any(np.moveaxis(mask, self.axis, 0) != 0, axis=(1, 2)) if mask is not None else None
-        slices, indices, labels = [], [], []
+        slices, indices, labels, backgrounds = [], [], [], []
         for index in range(len(stack)):
             if float(foreground[index]) < self.min_foreground:
                 continue
             slices.append(_to_cache_geometry(stack[index], self.size, self.channels))
+            background = stack[index] <= self.foreground_threshold
+            resized = self.size is not None and self.channels is not None  # as _to_cache_geometry
+            backgrounds.append(resize_mask(background, self.size) if resized else background)
             indices.append(index)
             if has_mask is not None:
                 labels.append("1" if has_mask[index] else "0")
-        return slices, indices, labels, {"slices": len(stack), "dropped_foreground": len(stack) - len(indices)}
+        counts = {"slices": len(stack), "dropped_foreground": len(stack) - len(indices)}
+        return slices, indices, labels, counts, backgrounds
 
 
 class ShapeMismatch(ValueError):
@@ -1024,6 +1035,8 @@ def read_nifti(
     slice index, label). Intensities: linear per volume from its ``percentiles`` [low, high]
     (e.g. [0.5, 99.5]) or its min..max, clipped to [0, 1]. Slices whose fraction of voxels above
     ``foreground_threshold`` (on that [0, 1] scale) is below ``min_foreground`` are dropped.
+    Background (``RawDataset.backgrounds``, stored in the cache): a slice's voxels at or below
+    ``foreground_threshold``, the explicit mask that background noise is added to.
     Group: the volume's relative path, or the capture of ``group_regex`` in it (patient id).
     """
     _check_common(name, on_error, drop_other, min_per_class)
@@ -1086,14 +1099,14 @@ def read_nifti(
     job = _NiftiJob(axis, percentiles, float(foreground_threshold), float(min_foreground), context.size,
                     context.channels)
     skips = Skips(name, on_error, names)
-    images, values, groups = [], [], []
+    images, values, groups, backgrounds = [], [], [], []
     n_slices = n_dropped = n_volumes = 0
     for index, (ok, result) in enumerate(parallel_map(job, pairs, context.threads)):
         if not ok:
             problem = result if result.startswith("ShapeMismatch") else f"unreadable or corrupt ({result})"
             skips.handle(index, problem, context)
             continue
-        slices, indices, mask_labels, counts = result
+        slices, indices, mask_labels, counts, slice_backgrounds = result
         n_volumes += 1
         n_slices += counts["slices"]
         n_dropped += counts["dropped_foreground"]
@@ -1101,6 +1114,7 @@ def read_nifti(
         group_hash = salted_hash(group_salt, volume_id)
         for position, slice_index in enumerate(indices):
             images.append(slices[position])
+            backgrounds.append(slice_backgrounds[position])
             values.append(mask_labels[position] if labels_csv is None
                           else slice_labels.get((relative[index], slice_index), "<no CSV row>"))
             groups.append(group_hash)
@@ -1117,7 +1131,9 @@ def read_nifti(
     provenance = _common_provenance("nifti", options, group_salt, ("nibabel",))
     provenance.update(skips.provenance(), volumes=n_volumes, slices_total=n_slices,
                       slices_dropped_foreground=n_dropped)
-    return _finish(name, where, images, values, groups, task, drop_other, min_per_class, provenance, context)
+    provenance["background"] = f"explicit: voxels <= foreground_threshold {float(foreground_threshold)}"
+    return _finish(name, where, images, values, groups, task, drop_other, min_per_class, provenance, context,
+                   backgrounds=backgrounds)
 
 
 # ----------------------------------------------------------------------------------------------

@@ -5,12 +5,14 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 
 from .io import atomic_write, read_json
 
 SPLIT_PROPERTY_COLUMNS = [
-    "dataset", "domain", "n_train", "n_test", "seed", "classes", "d_mle", "d_twonn",
+    "dataset", "domain", "noise", "n_train", "n_test", "seed", "classes", "d_mle", "d_twonn",
+    "data_energy_rank", "data_effective_rank", "rank_energy",
     "n_duplicates", "n_features", "resolution", "channels", "knn_k", "d_true", "seconds",
 ]
 SHARPNESS_COLUMNS = [
@@ -23,7 +25,7 @@ SHARPNESS_ON_SPLITS = ["pair_index", "k_f", "k_f_255", "kf_samples", "kf_zero_di
 
 
 def merge_records(paths: list[str | os.PathLike], columns: list[str] | None = None) -> pd.DataFrame:
-    """One row per JSON record, sorted by dataset, n_train and seed."""
+    """One row per JSON record, sorted by dataset, noise, n_train and seed."""
     records = [read_json(path) for path in paths]
     table = pd.DataFrame(records)
     if columns:
@@ -32,7 +34,7 @@ def merge_records(paths: list[str | os.PathLike], columns: list[str] | None = No
             if missing:
                 raise ValueError(f"records lack columns {missing}: {path}")
         table = table[columns + [c for c in table.columns if c not in columns]]
-    sort_by = [c for c in ("dataset", "n_train", "seed") if c in table.columns]
+    sort_by = [c for c in ("dataset", "noise", "n_train", "seed") if c in table.columns]
     return table.sort_values(sort_by, kind="stable").reset_index(drop=True)
 
 
@@ -62,7 +64,8 @@ def property_tables(split_paths: list[str | os.PathLike], sharpness_paths: list[
         raise ValueError(f"{len(orphans)} split(s) have no label sharpness of their class pair, e.g. "
                          f"dataset {first['dataset']!r} classes {first['classes']!r} (seed {first['seed']}); "
                          "rerun rule label_sharpness for that dataset")
-    order = SPLIT_PROPERTY_COLUMNS[:8] + SHARPNESS_ON_SPLITS + SPLIT_PROPERTY_COLUMNS[8:]
+    position = SPLIT_PROPERTY_COLUMNS.index("d_twonn") + 1
+    order = SPLIT_PROPERTY_COLUMNS[:position] + SHARPNESS_ON_SPLITS + SPLIT_PROPERTY_COLUMNS[position:]
     return joined[order], sharpness
 
 
@@ -71,30 +74,48 @@ def write_csv(table: pd.DataFrame, path: str | os.PathLike) -> None:
         table.to_csv(handle, index=False)
 
 
-# The split a run trains on: the columns joining a run to its dataset properties.
-SPLIT_KEYS = ["dataset", "n_train", "seed"]
-JOINED_PROPERTIES = ["classes", "d_mle", "d_twonn", "k_f", "k_f_255", "kf_zero_distance_pairs",
-                     "d_true"]
+# The split a run trains on, at its noise level: the columns joining a run to its dataset
+# properties (K_F is of the clean class pair, the same at every noise level).
+SPLIT_KEYS = ["dataset", "noise", "n_train", "seed"]
+JOINED_PROPERTIES = ["classes", "d_mle", "d_twonn", "data_energy_rank", "data_effective_rank", "k_f", "k_f_255",
+                     "kf_zero_distance_pairs", "d_true"]
 # Run columns repeated on every attack row, so attacks.csv stands on its own.
 RUN_COLUMNS_ON_ATTACKS = ["domain", "fitted", "test_loss", "test_accuracy", "d_repr_twonn",
                           "d_repr_mle", "jacobian_norm"]
+AXIS_TYPES = {"int": int, "float": float, "str": str}
+
+
+def typed_axes(table: pd.DataFrame, axis_types: dict[str, str], where: str) -> pd.DataFrame:
+    """The axis columns of ``table`` cast to their types ({axis: "int" | "float" | "str"}): wildcards
+    and CSV round trips arrive as strings or as the wrong numeric type."""
+    table = table.copy()
+    for axis, kind in axis_types.items():
+        try:
+            table[axis] = table[axis].map(AXIS_TYPES[kind])
+        except (KeyError, TypeError, ValueError) as error:
+            raise ValueError(f"{where}: axis column {axis!r} cannot be read as {kind} ({error})") from None
+    return table
 
 
 def grid_tables(evaluation_paths: list[str | os.PathLike], properties: pd.DataFrame,
-                run_keys: list[str]) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """(runs, attacks): one row per run and one per run x attack x eps, joined with the
-    properties of the run's training split. ``run_keys`` are the grid axes (dataset, model, ...)."""
-    records = [read_json(path, required=("run", "attacks")) for path in evaluation_paths]
+                axis_types: dict[str, str]) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]:
+    """(runs, attacks, epochs): one row per run, one per run x attack x eps and one per run x
+    training pass x epoch, joined with the properties of the run's training split at its noise
+    level. ``axis_types``: the grid axes (dataset, model, noise, ...) in order, with their types."""
+    run_keys = list(axis_types)
+    records = [read_json(path, required=("run", "attacks", "epochs")) for path in evaluation_paths]
     if not records:
         raise ValueError("no evaluation records to merge")
     runs = pd.DataFrame([record["run"] for record in records])
     attacks = pd.DataFrame([row for record in records for row in record["attacks"]])
+    epochs = pd.DataFrame([row for record in records for row in record["epochs"]])
     missing = [key for key in run_keys + SPLIT_KEYS if key not in runs.columns]
     if missing:
         raise ValueError(f"evaluation records lack the run keys {missing}")
-    for key in ("n_train", "seed"):  # wildcards arrive as strings
-        runs[key] = runs[key].astype(int)
-        attacks[key] = attacks[key].astype(int)
+    runs = typed_axes(runs, axis_types, "evaluation records")
+    attacks = typed_axes(attacks, axis_types, "attack rows of the evaluation records")
+    epochs = typed_axes(epochs, axis_types, "epoch rows of the evaluation records")
+    properties = typed_axes(properties, {key: axis_types[key] for key in SPLIT_KEYS}, "dataset properties")
     joined = properties[SPLIT_KEYS + JOINED_PROPERTIES]
     runs = runs.merge(joined, on=SPLIT_KEYS, how="left", validate="many_to_one", indicator=True)
     orphans = runs[runs.pop("_merge") != "both"]
@@ -106,7 +127,21 @@ def grid_tables(evaluation_paths: list[str | os.PathLike], properties: pd.DataFr
     attacks = attacks.merge(runs[run_keys + RUN_COLUMNS_ON_ATTACKS + JOINED_PROPERTIES],
                             on=run_keys, how="left", validate="many_to_one")
     attacks = attacks.sort_values(run_keys + ["attack", "eps"], kind="stable").reset_index(drop=True)
-    return runs, attacks
+    epochs = epochs.merge(runs[run_keys + ["domain"]], on=run_keys, how="left", validate="many_to_one")
+    epochs["pass"] = pd.Categorical(epochs["pass"], ["first", "final"])
+    epochs = epochs.sort_values(run_keys + ["pass", "epoch"], kind="stable").reset_index(drop=True)
+    epochs["pass"] = epochs["pass"].astype(str)
+    return runs, attacks, epochs
+
+
+def reference_slice(table: pd.DataFrame, reference: dict) -> pd.DataFrame:
+    """The rows at the study axes' reference values ({"noise": 0.0, "variant": "standard"}): the
+    clean, standard-trained grid that the paper's analyses (fits, Table 1, Figs. 2-5) are of."""
+    keep = pd.Series(True, index=table.index)
+    for axis, value in reference.items():
+        if axis in table.columns:
+            keep &= (table[axis] == value) if not isinstance(value, float) else np.isclose(table[axis], value)
+    return table[keep].reset_index(drop=True)
 
 
 def write_parquet(table: pd.DataFrame, path: str | os.PathLike) -> None:

@@ -9,7 +9,7 @@ Design:
 * Optimizer: Adam with ``config.learning_rate`` and ``config.weight_decay`` (the study's code
   uses 1e-4); loss: cross-entropy; no augmentation.
 * Fit criterion: at the end of every epoch the model is evaluated in **eval mode** over the
-  **full training set** (``history[i]["train_accuracy"]``). The running accuracy of the
+  **full training set** (``history[i]["train_accuracy"]``, ``evaluation.evaluate``). The running accuracy of the
   epoch's batches (``running_accuracy``) is reported too, but it is measured in train mode
   (batch-norm batch statistics, dropout) while the weights change, so it is not the accuracy of
   the model we keep. ``mode="until_fit"`` (the paper's text): training stops once the eval-mode
@@ -18,6 +18,20 @@ Design:
   authors' released code): exactly ``max_epochs`` epochs, and the last model is kept;
   ``fitted`` then says whether that final model meets the same criterion (its last
   ``fit_patience`` epochs all fit), so analyses can flag runs that did not fit.
+* Per-epoch test numbers (``eval_set``): after the fit check, ``evaluation.evaluate`` on the
+  given held-out set adds ``test_loss`` / ``test_accuracy`` to the epoch's history entry. It runs
+  in eval mode without gradients and draws no random numbers, so the training trajectory is the
+  same with or without it (bitwise on the CPU). The eval set is not part of the checkpoint's data
+  fingerprint: whether a run resumes does not depend on it (a change is only logged).
+* Per-sample correctness (``record_sample_correctness``): per epoch, which training samples the
+  model classifies correctly, from the eval-mode fit check's predictions (the model as it stands
+  at the end of the epoch, as every reported number). Not the train-mode predictions of the
+  epoch's batches: with batch statistics a network memorizes mislabelled samples within a few
+  epochs while its eval-mode predictions still follow the rule (measured on a fixture with three
+  flipped labels: train mode fits all 32 by epoch 4, eval mode misclassifies exactly the three),
+  so train mode would hide the samples Fan & Yezzi call illusive. ``TrainResult.sample_correct``
+  is the (epochs, n) bool matrix (used by ``variants`` to find samples that stay misclassified).
+  It is checkpointed bit-packed, so a resumed run has all of it.
 * A final batch of size 1 is merged into the previous batch (batch norm cannot normalize a
   single sample whose feature map is 1x1).
 * Determinism: ``torch.manual_seed(seed)`` before the model is built, the shuffle generator is
@@ -27,13 +41,14 @@ Design:
 * Checkpoints: after EVERY epoch, atomically and with a digest (``io.save_verified``), a dict
   with the model and optimizer state, the epoch, the history, the fit streak, the RNG states
   (global CPU RNG, the shuffle generator, the CUDA RNG of the device if any), the config as a
-  dict, the model name, a fingerprint of the data and the training seconds so far. If
+  dict, the model name, a fingerprint of the data (and, not binding, of the eval set), the
+  per-sample correctness so far (bit-packed, or None) and the training seconds so far. If
   ``checkpoint_path`` exists when ``train`` starts, training resumes from it; a run killed after
   epoch k and resumed is bitwise identical (on the CPU) to an uninterrupted run. Whether a run
   resumes depends only on the checkpoint and the configuration, never on history: a checkpoint
   that is unreadable, fails its digest, or cannot lead to the configured result (another model,
-  other data, a config field other than ``max_epochs`` differs, or it is already past
-  ``max_epochs``) is set aside (renamed to ``<name>.set-aside-<UTC time>``, never deleted here;
+  other data, a config field other than ``max_epochs`` differs, it is already past
+  ``max_epochs``, or it lacks the per-sample correctness this run records) is set aside (renamed to ``<name>.set-aside-<UTC time>``, never deleted here;
   ``set_aside_checkpoint``), the reason is logged and returned in ``TrainResult.set_aside``, and
   training starts fresh. ``max_epochs`` may be raised to continue a run.
 * ``bf16``: on CUDA only, training forward passes run under ``torch.autocast(bfloat16)`` (the
@@ -64,9 +79,10 @@ from .evaluation import evaluate
 from .io import ArtefactError, load_verified, save_verified
 from .models import build_model
 
-CHECKPOINT_FORMAT = 2
-CHECKPOINT_KEYS = ("model_name", "config", "data_fingerprint", "epoch", "fit_streak", "history", "model",
-                   "optimizer", "rng", "train_seconds")
+# 3: + "sample_correct" (per-sample correctness, bit-packed, or None) and "eval_fingerprint".
+CHECKPOINT_FORMAT = 3
+CHECKPOINT_KEYS = ("model_name", "config", "data_fingerprint", "eval_fingerprint", "epoch", "fit_streak",
+                   "history", "model", "optimizer", "rng", "sample_correct", "train_seconds")
 EVAL_BATCH_SIZE = 256
 # Config fields that may differ between a checkpoint and the run resuming it: a longer run, or a
 # retry on another node (runs.checkpoint_path leaves both out of the checkpoint's name).
@@ -143,7 +159,11 @@ class TrainResult:
     resumed_from: epoch of the checkpoint training resumed from (0 for a fresh start).
     train_seconds: wall time of all segments that produced the model, from each segment's
     ``started`` to its last checkpoint (the last segment: to the end of training).
-    set_aside: why each checkpoint found at the start was set aside (empty normally)."""
+    set_aside: why each checkpoint found at the start was set aside (empty normally).
+    With ``eval_set``, history entries also hold test_loss and test_accuracy (eval mode, the eval
+    set, end of epoch). sample_correct: with ``record_sample_correctness``, the (epochs, n) bool
+    matrix whose row e says which training samples the eval-mode model classified correctly at
+    the end of epoch e + 1 (rows of earlier segments come from the checkpoint); else None."""
 
     model: nn.Module
     epochs: int
@@ -153,6 +173,7 @@ class TrainResult:
     resumed_from: int = 0
     train_seconds: float = 0.0
     set_aside: list[str] = field(default_factory=list)
+    sample_correct: np.ndarray | None = None
 
 
 def architecture(model_name: str, in_channels: int, config: TrainConfig) -> dict:
@@ -180,34 +201,52 @@ def _resolve_device(name: str) -> torch.device:
     return device
 
 
-def _as_uint8_tensor(images: np.ndarray | torch.Tensor) -> torch.Tensor:
+def _as_uint8_tensor(images: np.ndarray | torch.Tensor, what: str = "images", minimum: int = 2) -> torch.Tensor:
     if isinstance(images, torch.Tensor):
         tensor = images.detach().cpu()
     else:
         array = np.asarray(images)
         if array.dtype != np.uint8:
-            raise TypeError(f"images must be uint8, got {array.dtype}")
+            raise TypeError(f"{what} must be uint8, got {array.dtype}")
         tensor = torch.from_numpy(np.ascontiguousarray(array))
     if tensor.dtype != torch.uint8:
-        raise TypeError(f"images must be uint8, got {tensor.dtype}")
+        raise TypeError(f"{what} must be uint8, got {tensor.dtype}")
     if tensor.ndim != 4:
-        raise ValueError(f"images must have shape (n, C, H, W), got {tuple(tensor.shape)}")
-    if len(tensor) < 2:
-        raise ValueError(f"need at least 2 training images, got {len(tensor)}")
+        raise ValueError(f"{what} must have shape (n, C, H, W), got {tuple(tensor.shape)}")
+    if len(tensor) < minimum:
+        raise ValueError(f"need at least {minimum} {what}, got {len(tensor)}")
     return tensor.contiguous()
 
 
-def _as_label_tensor(labels: np.ndarray | torch.Tensor, n: int, num_classes: int) -> torch.Tensor:
+def _as_label_tensor(labels: np.ndarray | torch.Tensor, n: int, num_classes: int,
+                     what: str = "labels") -> torch.Tensor:
     tensor = labels.detach().cpu() if isinstance(labels, torch.Tensor) else torch.from_numpy(np.asarray(labels))
     if tensor.is_floating_point() or tensor.dtype == torch.bool or tensor.is_complex():
-        raise TypeError(f"labels must be integers, got {tensor.dtype}")
+        raise TypeError(f"{what} must be integers, got {tensor.dtype}")
     tensor = tensor.to(torch.int64).contiguous()
     if tensor.shape != (n,):
-        raise ValueError(f"labels must have shape ({n},), got {tuple(tensor.shape)}")
-    if tensor.min() < 0 or tensor.max() >= num_classes:
-        raise ValueError(f"labels must lie in [0, {num_classes}), got range "
+        raise ValueError(f"{what} must have shape ({n},), got {tuple(tensor.shape)}")
+    if n and (tensor.min() < 0 or tensor.max() >= num_classes):
+        raise ValueError(f"{what} must lie in [0, {num_classes}) (num_classes={num_classes}), got range "
                          f"[{int(tensor.min())}, {int(tensor.max())}]")
     return tensor
+
+
+def _pack_correct(rows: list[np.ndarray], n: int) -> dict:
+    """The per-sample correctness matrix for a checkpoint: 1 bit per sample and epoch (a torch
+    tensor, which ``load_verified``'s weights_only loading accepts)."""
+    matrix = np.stack(rows) if rows else np.zeros((0, n), dtype=bool)
+    return {"n": int(n), "packed": torch.from_numpy(np.packbits(matrix, axis=1))}
+
+
+def _unpack_correct(saved: dict, epochs: int, n: int) -> list[np.ndarray]:
+    """The rows ``_pack_correct`` saved; ValueError when they are not (epochs, n)."""
+    packed = saved["packed"].numpy() if isinstance(saved["packed"], torch.Tensor) else np.asarray(saved["packed"])
+    if int(saved["n"]) != n or packed.shape != (epochs, (n + 7) // 8):
+        raise ValueError(f"per-sample correctness of {saved['n']} samples, packed {packed.shape}, expected "
+                         f"{epochs} epochs of {n} samples")
+    matrix = np.unpackbits(packed, axis=1, count=n).astype(bool)
+    return list(matrix)
 
 
 def _batches(n: int, batch_size: int, permutation: torch.Tensor) -> list[torch.Tensor]:
@@ -232,8 +271,11 @@ def _set_rng_state(state: dict, generator: torch.Generator, device: torch.device
         torch.cuda.set_rng_state(state["torch_cuda"], device)
 
 
-def checkpoint_mismatches(ckpt: dict, model_name: str, config: TrainConfig, fingerprint: str) -> list[str]:
-    """Why ``ckpt`` cannot lead to the configured result (empty: it can be resumed)."""
+def checkpoint_mismatches(ckpt: dict, model_name: str, config: TrainConfig, fingerprint: str,
+                          record_sample_correctness: bool = False) -> list[str]:
+    """Why ``ckpt`` cannot lead to the configured result (empty: it can be resumed). A run that
+    records per-sample correctness needs it for every epoch, so a checkpoint without it cannot
+    be resumed by one (the other way round is fine: the saved matrix is dropped)."""
     if not isinstance(ckpt, dict) or ckpt.get("format") != CHECKPOINT_FORMAT:
         found = ckpt.get("format") if isinstance(ckpt, dict) else type(ckpt).__name__
         return [f"format {found!r}, expected {CHECKPOINT_FORMAT}"]
@@ -255,6 +297,8 @@ def checkpoint_mismatches(ckpt: dict, model_name: str, config: TrainConfig, fing
         mismatches.append(f"max_epochs (checkpoint at epoch {ckpt.get('epoch')}, now {config.max_epochs})")
     if ckpt.get("data_fingerprint") != fingerprint:
         mismatches.append("training data (images/labels fingerprint differs)")
+    if record_sample_correctness and ckpt.get("sample_correct") is None:
+        mismatches.append("per-sample correctness (not recorded in the checkpoint, recorded now)")
     return mismatches
 
 
@@ -270,13 +314,13 @@ def set_aside_checkpoint(path: Path, problems: list[str], model_name: str, info:
 
 
 def _resume_state(path: Path | None, model_name: str, config: TrainConfig, fingerprint: str,
-                  info: Callable[[str], None]) -> tuple[dict | None, list[str]]:
+                  record_sample_correctness: bool, info: Callable[[str], None]) -> tuple[dict | None, list[str]]:
     """(the checkpoint to resume from or None, reasons for setting one aside)."""
     if path is None or not path.exists():
         return None, []
     try:
         ckpt = load_verified(path)
-        problems = checkpoint_mismatches(ckpt, model_name, config, fingerprint)
+        problems = checkpoint_mismatches(ckpt, model_name, config, fingerprint, record_sample_correctness)
     except ArtefactError as error:
         ckpt, problems = None, [str(error)]
     if not problems:
@@ -294,6 +338,8 @@ def train(
     progress: bool = False,
     on_epoch_end: Callable[[int, dict], None] | None = None,
     started: float | None = None,
+    eval_set: tuple[np.ndarray | torch.Tensor, np.ndarray | torch.Tensor] | None = None,
+    record_sample_correctness: bool = False,
 ) -> TrainResult:
     """Train ``model_name`` from scratch on (n, C, H, W) uint8 images until it fits (or for
     exactly ``config.max_epochs`` epochs when ``config.mode == "fixed_epochs"``).
@@ -307,6 +353,13 @@ def train(
         checkpoint is written (the tests raise from it to simulate a killed job).
     started: ``time.perf_counter()`` at the start of this segment (default: now), from which
         ``train_seconds`` counts; the caller's, to include its loading of the data.
+    eval_set: ``(images_uint8 (m, C, H, W), labels (m,))`` of a held-out set (labels in
+        [0, num_classes)), or None. When given, every epoch's history entry gains test_loss and
+        test_accuracy (``evaluation.evaluate``, eval mode, float32, after the fit check). It
+        never changes the training (no gradients, no random numbers) and does not decide
+        whether a checkpoint resumes.
+    record_sample_correctness: also record, per epoch, which training samples the eval-mode
+        model classifies correctly (``TrainResult.sample_correct``; from the fit check).
     """
     segment_started = time.perf_counter() if started is None else started
     info = _log_function(log)
@@ -320,6 +373,20 @@ def train(
     targets_cpu = _as_label_tensor(labels, n, config.num_classes)
     fingerprint = checksum(images_cpu.numpy(), targets_cpu.numpy())
     path = Path(checkpoint_path) if checkpoint_path is not None else None
+    record_sample_correctness = bool(record_sample_correctness)
+    eval_cpu = None
+    eval_fingerprint = None
+    if eval_set is not None:
+        if not (isinstance(eval_set, (tuple, list)) and len(eval_set) == 2):
+            raise TypeError("eval_set must be a pair (images_uint8, labels) or None")
+        eval_images_cpu = _as_uint8_tensor(eval_set[0], "eval_set images", minimum=1)
+        if eval_images_cpu.shape[1:] != images_cpu.shape[1:]:
+            raise ValueError(f"eval_set images have shape {tuple(eval_images_cpu.shape[1:])} per image, the "
+                             f"training images {tuple(images_cpu.shape[1:])}")
+        eval_targets_cpu = _as_label_tensor(eval_set[1], len(eval_images_cpu), config.num_classes,
+                                            "eval_set labels")
+        eval_cpu = (eval_images_cpu, eval_targets_cpu)
+        eval_fingerprint = checksum(eval_images_cpu.numpy(), eval_targets_cpu.numpy())
 
     previous_deterministic = torch.are_deterministic_algorithms_enabled()
     previous_warn_only = torch.is_deterministic_algorithms_warn_only_enabled()
@@ -338,10 +405,11 @@ def train(
 
         model, optimizer, generator = fresh_start()
         history: list[dict] = []
+        correct_rows: list[np.ndarray] = []  # per-sample correctness, one bool row per epoch
         streak = 0
         start_epoch = 0
         seconds_before = 0.0  # training seconds of earlier segments, up to their last checkpoint
-        ckpt, set_aside = _resume_state(path, model_name, config, fingerprint, info)
+        ckpt, set_aside = _resume_state(path, model_name, config, fingerprint, record_sample_correctness, info)
         if ckpt is not None:
             try:
                 model.load_state_dict(ckpt["model"])
@@ -351,17 +419,27 @@ def train(
                 streak = int(ckpt["fit_streak"])
                 start_epoch = int(ckpt["epoch"])
                 seconds_before = float(ckpt["train_seconds"])
+                if record_sample_correctness:
+                    correct_rows = _unpack_correct(ckpt["sample_correct"], start_epoch, n)
                 info(f"{model_name}: resumed from {path} at epoch {start_epoch}")
+                if ckpt["eval_fingerprint"] != eval_fingerprint:
+                    # Not a reason to start over (the eval set does not affect training), but
+                    # the history's test numbers before and after this point are not comparable.
+                    info(f"{model_name}: the eval set differs from the one of the checkpoint's segments; "
+                         f"test_loss/test_accuracy of epochs 1-{start_epoch} (if any) are of that one")
             except Exception as error:  # a state that does not fit this model (e.g. after a library change)
                 problem = f"its state does not fit the model ({type(error).__name__}: {str(error).splitlines()[0]})"
                 set_aside.append(set_aside_checkpoint(path, [problem], model_name, info))
                 model, optimizer, generator = fresh_start()
-                history, streak, start_epoch, seconds_before = [], 0, 0, 0.0
+                history, correct_rows, streak, start_epoch, seconds_before = [], [], 0, 0, 0.0
         resumed_from = start_epoch
 
         # The data, once: float32 in [0, 1] on the device.
         inputs = images_cpu.to(device).float().div_(255.0).contiguous(memory_format=memory_format)
         targets = targets_cpu.to(device)
+        if eval_cpu is not None:
+            eval_inputs = eval_cpu[0].to(device).float().div_(255.0).contiguous(memory_format=memory_format)
+            eval_targets = eval_cpu[1].to(device)
 
         def autocast():
             return torch.autocast(device_type="cuda", dtype=torch.bfloat16, enabled=use_bf16)
@@ -401,17 +479,22 @@ def train(
             if not math.isfinite(train_loss):
                 raise FloatingPointError(f"{model_name}: training loss became {train_loss} in epoch {epoch}")
             # The fit check is the float32 evaluation used for every reported number.
-            fit = evaluate(model, inputs, targets, batch_size=EVAL_BATCH_SIZE)
+            fit = evaluate(model, inputs, targets, batch_size=EVAL_BATCH_SIZE, per_sample=record_sample_correctness)
             eval_loss, train_accuracy = fit["loss"], fit["accuracy"]
             streak = streak + 1 if train_accuracy >= config.fit_threshold else 0
+            if record_sample_correctness:
+                correct_rows.append(fit["correct"].numpy())
             entry = {
                 "epoch": epoch,
                 "train_loss": train_loss,
                 "running_accuracy": running_accuracy,
                 "train_accuracy": train_accuracy,
                 "eval_loss": eval_loss,
-                "seconds": time.perf_counter() - epoch_started,
             }
+            if eval_cpu is not None:
+                held_out = evaluate(model, eval_inputs, eval_targets, batch_size=EVAL_BATCH_SIZE)
+                entry["test_loss"], entry["test_accuracy"] = held_out["loss"], held_out["accuracy"]
+            entry["seconds"] = time.perf_counter() - epoch_started
             history.append(entry)
             if show_progress:
                 sys.stderr.write("\n")
@@ -424,12 +507,14 @@ def train(
                     "model_name": model_name,
                     "config": config.to_dict(),
                     "data_fingerprint": fingerprint,
+                    "eval_fingerprint": eval_fingerprint,
                     "epoch": epoch,
                     "fit_streak": streak,
                     "history": history,
                     "model": model.state_dict(),
                     "optimizer": optimizer.state_dict(),
                     "rng": _rng_state(generator, device),
+                    "sample_correct": _pack_correct(correct_rows, n) if record_sample_correctness else None,
                     "train_seconds": seconds_before + time.perf_counter() - segment_started,
                 }
                 save_verified(path, ckpt)
@@ -440,9 +525,12 @@ def train(
         info(f"{model_name}: {'fits' if fitted else 'did NOT fit'} its training set after {epoch} epochs "
              f"(train accuracy {history[-1]['train_accuracy'] if history else float('nan'):.4f})")
         model = model.float().to(memory_format=torch.contiguous_format).eval()
+        matrix = None
+        if record_sample_correctness:
+            matrix = np.stack(correct_rows) if correct_rows else np.zeros((0, n), dtype=bool)
         return TrainResult(model=model, epochs=epoch, fitted=fitted, history=history,
                            device=str(device), resumed_from=resumed_from,
                            train_seconds=seconds_before + time.perf_counter() - segment_started,
-                           set_aside=set_aside)
+                           set_aside=set_aside, sample_correct=matrix)
     finally:
         torch.use_deterministic_algorithms(previous_deterministic, warn_only=previous_warn_only)
