@@ -383,3 +383,14 @@ def test_filter_rank_is_the_rank_of_the_first_convolution():
         model.conv1.weight.copy_((torch.randn(64, 3) @ basis).reshape(64, 1, 7, 7))
     assert filter_rank(model, energy=0.999999)["filter_energy_rank"] == 3
     assert 1 <= filter_rank(model)["filter_effective_rank"] <= 3
+
+
+def test_filter_update_rank_is_the_rank_of_what_training_changed():
+    torch.manual_seed(1)
+    initial = build_model("resnet18", 1, 2)
+    trained = copy.deepcopy(initial)
+    with torch.no_grad():  # a rank-2 change of a full-rank random filter bank
+        trained.conv1.weight.add_((torch.randn(64, 2) @ torch.randn(2, 49)).reshape(64, 1, 7, 7))
+    ranks = filter_rank(trained, energy=0.999999, initial=initial)
+    assert ranks["filter_update_energy_rank"] == 2 and ranks["filter_energy_rank"] > 40
+    assert "filter_update_energy_rank" not in filter_rank(trained)

@@ -73,7 +73,7 @@ def test_every_model_of_the_study_runs_the_grid_path(tmp_path, dataset, model):
         assert 0.0 <= run[column] <= 1.0
     assert run["test_loss"] > 0 and run["jacobian_norm"] >= 0 and run["jacobian_norm_train"] >= 0
     assert run["d_repr_twonn"] > 0 and run["d_repr_mle"] > 0
-    assert 1 <= run["repr_energy_rank"] <= 16 and 1 <= run["filter_energy_rank"]
+    assert 1 <= run["repr_energy_rank"] <= 16 and 1 <= run["filter_energy_rank"] and 1 <= run["filter_update_energy_rank"]
     assert run["num_classes"] == 2 and run["n_excluded"] == 0 and run["n_noise_images"] == 0
     assert run["test_accuracy_real_classes"] == run["test_accuracy"] and np.isnan(run["noise_predicted_fraction"])
     # per-sample Jacobian norms: their means are the run's numbers
@@ -186,6 +186,7 @@ def evaluation_record(dataset, model, n_train, seed, test_loss, noise="0.0", var
 def properties_table(noise_levels=(0.0,)):
     rows = [{"dataset": d, "noise": noise, "n_train": n, "seed": s, "classes": "a vs b", "d_mle": d_mle + noise,
              "d_twonn": d_mle + 1, "data_energy_rank": 5 + 10 * noise, "data_effective_rank": 4.0,
+             "background_fraction": 0.75 if noise else np.nan,
              "k_f": k_f, "k_f_255": k_f / 255, "kf_zero_distance_pairs": 0, "d_true": np.nan, "domain": "natural"}
             for d, d_mle, k_f in (("digits", 10.0, 2.0), ("faces", 20.0, 5.0))
             for noise in noise_levels for n in (50, 100) for s in (0, 1)]

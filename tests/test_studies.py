@@ -23,7 +23,7 @@ SEEDS = (0, 1, 2)
 def base_row(**fields):
     row = {"fitted": True, "train_loss": 0.1, "train_accuracy": 1.0, "test_loss": 0.5, "test_accuracy": 0.8,
            "d_mle": 8.0, "d_twonn": 7.0, "data_energy_rank": 10.0, "data_effective_rank": 9.0, "rank_energy": 0.99,
-           "filter_energy_rank": 6.0, "filter_effective_rank": 5.0, "repr_energy_rank": 5.0,
+           "filter_energy_rank": 6.0, "filter_effective_rank": 5.0, "filter_update_energy_rank": 3.0, "repr_energy_rank": 5.0,
            "repr_effective_rank": 4.0, "d_repr_mle": 3.0, "d_repr_twonn": 3.0, "jacobian_norm": 1.0,
            "jacobian_norm_train": 0.5, "noise_predicted_fraction": np.nan, "test_accuracy_real_classes": 0.8,
            "n_excluded": 0, "n_noise_images": 0}
@@ -116,7 +116,7 @@ def test_single_noise_level_does_not_crash(tmp_path):
 def test_figure_noise_rank_writes_files_and_returns_numbers(tmp_path):
     points = figure_noise_rank(noise_runs(), tmp_path / "n.png", tmp_path / "n.pdf")
     assert (tmp_path / "n.png").stat().st_size > 10_000 and (tmp_path / "n.pdf").stat().st_size > 5_000
-    assert set(points["measure"]) == {"data_energy_rank", "d_mle", "repr_energy_rank", "filter_energy_rank",
+    assert set(points["measure"]) == {"data_energy_rank", "d_mle", "repr_energy_rank", "filter_update_energy_rank",
                                       "d_repr_mle"}
     assert set(points.loc[points["panel"] == "data", "measure"]) == {"data_energy_rank", "d_mle"}
     row = points.set_index(["dataset", "model", "noise", "measure"]).loc[("scans", "cnn_b", 0.2, "repr_energy_rank")]

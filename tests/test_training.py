@@ -466,3 +466,20 @@ def test_three_classes_train_end_to_end():
     assert on_train["accuracy"] == result.history[-1]["train_accuracy"]
     with pytest.raises(ValueError, match=r"labels must lie in \[0, 2\) \(num_classes=2\), got range \[0, 2\]"):
         train("resnet18", images, labels, TrainConfig(max_epochs=1), None)
+
+
+def test_initial_model_rebuilds_the_weights_a_run_starts_from():
+    """models.initial_model(architecture, seed) is the model train() starts from: after one epoch
+    at a vanishing learning rate the trained weights still equal it, and another seed differs."""
+    from intrinsic.models import initial_model
+    from intrinsic.training import architecture
+
+    images, labels = random_labels()
+    config = TrainConfig(learning_rate=1e-12, batch_size=8, max_epochs=1, seed=5, weight_decay=0.0)
+    result = train("resnet18", images, labels, config, None, log=lambda _m: None)
+    start = initial_model(architecture("resnet18", images.shape[1], config), seed=5)
+    for name, value in start.state_dict().items():
+        if value.is_floating_point() and "running" not in name:
+            assert torch.allclose(value, result.model.state_dict()[name], atol=1e-9), name
+    other = initial_model(architecture("resnet18", images.shape[1], config), seed=6)
+    assert not torch.allclose(other.conv1.weight, start.conv1.weight)

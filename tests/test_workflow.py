@@ -91,11 +91,16 @@ def test_unknown_dataset_is_a_clear_error(repo, tmp_path):
     assert "['cifar11'] are not in dataset_catalog" in result.stdout + result.stderr
 
 
+def finished_run(repo, tmp_path_factory, name: str, config: dict):
+    """A folder in which the workflow ran ``config`` (kept as ``{name}.yaml``) to the end."""
+    workdir = tmp_path_factory.mktemp(name)
+    snakemake(repo, workdir, "--cores", "2", "--configfile", config_file(workdir, config, f"{name}.yaml"))
+    return workdir
+
+
 @pytest.fixture(scope="module")
 def tiny_run(repo, tmp_path_factory):
-    workdir = tmp_path_factory.mktemp("tiny")
-    snakemake(repo, workdir, "--cores", "2", "--configfile", config_file(workdir, TINY, "tiny.yaml"))
-    return workdir
+    return finished_run(repo, tmp_path_factory, "tiny", TINY)
 
 
 def test_tiny_run_produces_table_and_figure(tiny_run):
@@ -223,9 +228,7 @@ STUDIES = {
 
 @pytest.fixture(scope="module")
 def studies_run(repo, tmp_path_factory):
-    workdir = tmp_path_factory.mktemp("studies")
-    snakemake(repo, workdir, "--cores", "2", "--configfile", config_file(workdir, STUDIES, "studies.yaml"))
-    return workdir
+    return finished_run(repo, tmp_path_factory, "studies", STUDIES)
 
 
 def test_studies_run_types_every_axis_and_measures_each_noise_level(studies_run):

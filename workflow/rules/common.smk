@@ -186,7 +186,11 @@ def background_options(wildcards):
     """What background noise a job's images depend on: nothing for the clean grid (so editing
     the threshold reruns only the noisy runs), else the level and the background threshold."""
     noise = float(wildcards.noise)
-    return {"noise": noise, "threshold": config["background_noise"]["threshold"] if noise > 0 else None}
+    if noise == 0:
+        return {"noise": noise, "threshold": None}
+    # A catalog entry's own background_threshold wins: where the background is dark depends on the source.
+    threshold = CATALOG[wildcards.dataset].get("background_threshold", config["background_noise"]["threshold"])
+    return {"noise": noise, "threshold": threshold}
 
 
 def variant_options(wildcards):

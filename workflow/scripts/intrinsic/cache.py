@@ -138,35 +138,27 @@ class DatasetCache:
         background, each checked against its CRC-32; None when the cache has no background.npy."""
         if self.background is None:
             return None
-        index = self._check_index(index)
-        order = np.argsort(index, kind="stable")
-        rows = np.empty((len(index), *self.background.shape[1:]), dtype=np.bool_)
-        rows[order] = self.background[index[order]]
-        corrupt = [int(i) for i, row in zip(index, rows) if zlib.crc32(row) != self.background_crc32[i]]
-        if corrupt:
-            raise DatasetError(f"cache {self.folder}: background.npy is corrupt ({len(corrupt)} mask(s) fail their "
-                               f"CRC-32, first index {corrupt[0]}); {rebuild_hint(self.folder)}")
-        return rows
+        return self._verified_rows(self.background, self.background_crc32, index, "background.npy", "mask(s)")
 
-    def _check_index(self, index) -> np.ndarray:
+    def _verified_rows(self, array: np.ndarray, crcs: np.ndarray, index, file: str, what: str) -> np.ndarray:
+        """``array[index]`` (in that order) in memory, each row checked against its CRC-32."""
         index = np.asarray(index, dtype=np.int64)
         if index.size and (index.min() < 0 or index.max() >= len(self.images)):
             raise DatasetError(f"cache {self.folder}: image index {int(index.min())}..{int(index.max())} "
                                f"outside 0..{len(self.images) - 1}")
-        return index
+        order = np.argsort(index, kind="stable")  # a memory-mapped file reads fastest in file order
+        rows = np.empty((len(index), *array.shape[1:]), dtype=array.dtype)
+        rows[order] = array[index[order]]
+        corrupt = [int(i) for i, row in zip(index, rows) if zlib.crc32(row) != crcs[i]]
+        if corrupt:
+            raise DatasetError(f"cache {self.folder}: {file} is corrupt ({len(corrupt)} {what} fail their "
+                               f"CRC-32, first index {corrupt[0]}); {rebuild_hint(self.folder)}")
+        return rows
 
     def read_images(self, index) -> np.ndarray:
         """The images at ``index`` (in that order) as an in-memory uint8 array, each checked
         against its CRC-32; a mismatch is a DatasetError naming images.npy and the rebuild."""
-        index = self._check_index(index)
-        order = np.argsort(index, kind="stable")  # a memory-mapped file reads fastest in file order
-        rows = np.empty((len(index), *self.images.shape[1:]), dtype=np.uint8)
-        rows[order] = self.images[index[order]]
-        corrupt = [int(i) for i, row in zip(index, rows) if zlib.crc32(row) != self.row_crc32[i]]
-        if corrupt:
-            raise DatasetError(f"cache {self.folder}: images.npy is corrupt ({len(corrupt)} image(s) fail their "
-                               f"CRC-32, first index {corrupt[0]}); {rebuild_hint(self.folder)}")
-        return rows
+        return self._verified_rows(self.images, self.row_crc32, index, "images.npy", "image(s)")
 
 
 def to_unit_range(image: np.ndarray) -> np.ndarray:

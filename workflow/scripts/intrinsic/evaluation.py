@@ -293,11 +293,23 @@ def representation_dimension(model: nn.Module, images: torch.Tensor, k: int = 20
     return measures
 
 
-def filter_rank(model: nn.Module, energy: float = 0.99) -> dict:
+def filter_rank(model: nn.Module, energy: float = 0.99, initial: nn.Module | None = None) -> dict:
     """Numerical rank of the learned filters: the first convolution's weights as an
     (out_channels, in_channels * kh * kw) matrix, not centred (a filter bank's rank is that of its
-    span, and centring would remove a shared filter); "filter_energy_rank", "filter_effective_rank"."""
-    return rank_summary(first_conv_weight_matrix(model), energy=energy, center=False, prefix="filter_")
+    span, and centring would remove a shared filter); "filter_energy_rank", "filter_effective_rank".
+
+    With ``initial`` (the same model at initialization, ``models.initial_model``), also the rank
+    of what training changed, W - W_0: "filter_update_energy_rank", "filter_update_effective_rank".
+    A randomly initialized filter bank has nearly full rank and a short training moves it little,
+    so the rank of W mostly shows the initialization; that of W - W_0 is the part gradient
+    descent learned (Zhang et al.'s analysis starts from a small initialization, where the two
+    coincide)."""
+    weights = first_conv_weight_matrix(model)
+    ranks = rank_summary(weights, energy=energy, center=False, prefix="filter_")
+    if initial is not None:
+        update = weights - first_conv_weight_matrix(initial)
+        ranks.update(rank_summary(update, energy=energy, center=False, prefix="filter_update_"))
+    return ranks
 
 
 def prediction_summary(model: nn.Module, images: torch.Tensor, labels: torch.Tensor, real_classes: int = 2,

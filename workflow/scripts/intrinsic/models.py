@@ -53,6 +53,14 @@ def build_model(name: str, in_channels: int, num_classes: int = 2, vgg_pool_size
     return model
 
 
+def initial_model(architecture: dict, seed: int) -> nn.Module:
+    """The model as a run with ``seed`` starts training (``training.train``): the global RNG
+    seeded, then ``build_model(**architecture)``. Rebuilding it later gives the exact initial
+    weights, e.g. to measure what training changed (``evaluation.filter_rank``)."""
+    torch.manual_seed(seed)
+    return build_model(**architecture)
+
+
 def save_model(path: str | Path, model: nn.Module, architecture: dict) -> None:
     """Write the float32 weights and the ``build_model`` arguments that rebuild them, atomically,
     with a digest (``io.save_verified``)."""

@@ -14,7 +14,7 @@ import zlib
 
 import numpy as np
 
-from .background import noisy_images
+from .background import background_masks, noisy_images
 from .cache import DatasetCache
 from .estimators import balanced_sample, intrinsic_dimension, label_sharpness
 from .rank import rank_summary
@@ -38,7 +38,12 @@ def split_properties(
     scale; it is scale invariant, so it is computed from the uint8 values directly."""
     started = time.perf_counter()
     # In file order (read_images reads in that order anyway); the uint8 copy is n*C*H*W bytes.
-    train = noisy_images(cache, np.sort(split.train_idx), noise, seed, background_threshold)
+    index = np.sort(split.train_idx)
+    train = noisy_images(cache, index, noise, seed, background_threshold)
+    # The share of pixels the noise falls on: a source without dark background (e.g. cropped
+    # radiographs under a threshold of 0) gets hardly any noise, whatever sigma says.
+    background_fraction = (float(background_masks(cache, index, background_threshold).mean()) if noise > 0
+                           else float("nan"))
     ids = intrinsic_dimension(train, k=knn_k, discard_fraction=twonn_discard_fraction)
     ranks = rank_summary(train, energy=rank_energy, center=True, prefix="data_")
     meta = cache.meta
@@ -58,6 +63,7 @@ def split_properties(
         "knn_k": int(knn_k),
         "d_true": meta.get("provenance", {}).get("d_true"),
         "noise": float(noise),
+        "background_fraction": background_fraction,
         "data_energy_rank": ranks["data_energy_rank"],
         "data_effective_rank": ranks["data_effective_rank"],
         "rank_energy": float(rank_energy),

@@ -35,7 +35,7 @@ from .evaluation import (
     attack_penalties, evaluate, filter_rank, jacobian_norms, prediction_summary, representation_dimension,
 )
 from .io import exclusive_lock, read_json, save_arrays, write_json
-from .models import load_model, save_model
+from .models import initial_model, load_model, save_model
 from .splits import load_split
 from .training import TrainConfig, architecture
 from .variants import train_variant
@@ -197,6 +197,8 @@ def evaluate_run(keys: dict, cache_folder, split_path, model_path, training_reco
                                  batch_size=batch_size, pgd_steps=pgd_steps, seed=int(keys["seed"]),
                                  clean=on_test)
     norms = {"test": jacobian_norms(model, test_x, batch_size), "train": jacobian_norms(model, train_x, batch_size)}
+    with torch.random.fork_rng(devices=[]):  # the global RNG as it was, after rebuilding the initial model
+        initial = initial_model(built, int(trained["settings"]["seed"]))
     if jacobians_path is not None:
         save_arrays(jacobians_path, test=norms["test"].numpy(), train=norms["train"].numpy(),
                     test_index=arrays["test"][2], train_index=arrays["train"][2])
@@ -220,7 +222,7 @@ def evaluate_run(keys: dict, cache_folder, split_path, model_path, training_reco
         "test_accuracy": on_test["accuracy"],
         **prediction_summary(model, test_x, test_y, real_classes=2, batch_size=batch_size),
         **representation,
-        **filter_rank(model, rank_energy),
+        **filter_rank(model, rank_energy, initial=initial),
         "rank_energy": rank_energy,
         "representation_layer": representation_layer,
         "jacobian_norm": float(norms["test"].double().mean()),

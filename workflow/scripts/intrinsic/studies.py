@@ -167,11 +167,12 @@ def _with_ci(table: pd.DataFrame, column: str, prefix: str = "") -> list[str]:
 
 # ------------------------------------------------------------ 1. background noise vs learned rank
 
-NOISE_RANK_MEASURES = ["data_energy_rank", "d_mle", "d_twonn", "filter_energy_rank", "repr_energy_rank",
-                       "repr_effective_rank", "d_repr_mle", "test_accuracy"]
+NOISE_RANK_MEASURES = ["data_energy_rank", "d_mle", "d_twonn", "filter_energy_rank", "filter_update_energy_rank",
+                       "repr_energy_rank", "repr_effective_rank", "d_repr_mle", "test_accuracy"]
 NOISE_KEYS = ["dataset", "domain", "model"]
 DATA_PANEL = ["data_energy_rank", "d_mle"]
-MODEL_PANEL = ["repr_energy_rank", "filter_energy_rank", "d_repr_mle"]
+# The filters' learned part, W - W_0: W itself keeps the near-full rank of its random init.
+MODEL_PANEL = ["repr_energy_rank", "filter_update_energy_rank", "d_repr_mle"]
 MEASURE_LABELS = {
     "data_energy_rank": "data rank (99% energy)",
     "d_mle": "$d_{data}$ (MLE)",
@@ -179,13 +180,14 @@ MEASURE_LABELS = {
     "repr_energy_rank": "representation rank (99% energy)",
     "repr_effective_rank": "representation effective rank",
     "filter_energy_rank": "first-layer filter rank (99% energy)",
+    "filter_update_energy_rank": "first-layer filter update rank, $W - W_0$ (99% energy)",
     "d_repr_mle": "$d_{repr}$ (MLE)",
     "test_accuracy": "test accuracy",
 }
 MEASURE_MARKERS = {"data_energy_rank": "o", "d_mle": "s", "repr_energy_rank": "o", "filter_energy_rank": "^",
-                   "d_repr_mle": "s"}
+                   "filter_update_energy_rank": "^", "d_repr_mle": "s"}
 MEASURE_LINES = {"data_energy_rank": "-", "d_mle": "--", "repr_energy_rank": "-", "filter_energy_rank": ":",
-                 "d_repr_mle": "--"}
+                 "filter_update_energy_rank": ":", "d_repr_mle": "--"}
 
 
 def noise_rank_table(runs: pd.DataFrame, *, measures: Sequence[str] = tuple(NOISE_RANK_MEASURES),
@@ -235,7 +237,8 @@ def noise_rank_table(runs: pd.DataFrame, *, measures: Sequence[str] = tuple(NOIS
 
 
 CLAIM_MEASURES = {"data_rank": "data_energy_rank", "model_rank": "repr_energy_rank",
-                  "filter_rank": "filter_energy_rank", "d_data": "d_mle", "d_repr": "d_repr_mle"}
+                  "filter_rank": "filter_energy_rank", "filter_update_rank": "filter_update_energy_rank",
+                  "d_data": "d_mle", "d_repr": "d_repr_mle"}
 
 
 def noise_rank_claim(table: pd.DataFrame) -> pd.DataFrame:

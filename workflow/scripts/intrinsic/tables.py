@@ -12,7 +12,7 @@ from .io import atomic_write, read_json
 
 SPLIT_PROPERTY_COLUMNS = [
     "dataset", "domain", "noise", "n_train", "n_test", "seed", "classes", "d_mle", "d_twonn",
-    "data_energy_rank", "data_effective_rank", "rank_energy",
+    "data_energy_rank", "data_effective_rank", "rank_energy", "background_fraction",
     "n_duplicates", "n_features", "resolution", "channels", "knn_k", "d_true", "seconds",
 ]
 SHARPNESS_COLUMNS = [
@@ -77,8 +77,8 @@ def write_csv(table: pd.DataFrame, path: str | os.PathLike) -> None:
 # The split a run trains on, at its noise level: the columns joining a run to its dataset
 # properties (K_F is of the clean class pair, the same at every noise level).
 SPLIT_KEYS = ["dataset", "noise", "n_train", "seed"]
-JOINED_PROPERTIES = ["classes", "d_mle", "d_twonn", "data_energy_rank", "data_effective_rank", "k_f", "k_f_255",
-                     "kf_zero_distance_pairs", "d_true"]
+JOINED_PROPERTIES = ["classes", "d_mle", "d_twonn", "data_energy_rank", "data_effective_rank", "background_fraction",
+                     "k_f", "k_f_255", "kf_zero_distance_pairs", "d_true"]
 # Run columns repeated on every attack row, so attacks.csv stands on its own.
 RUN_COLUMNS_ON_ATTACKS = ["domain", "fitted", "test_loss", "test_accuracy", "d_repr_twonn",
                           "d_repr_mle", "jacobian_norm"]

@@ -77,7 +77,7 @@ from torch import nn
 from .cache import checksum
 from .evaluation import evaluate
 from .io import ArtefactError, load_verified, save_verified
-from .models import build_model
+from .models import initial_model
 
 # 3: + "sample_correct" (per-sample correctness, bit-packed, or None) and "eval_fingerprint".
 CHECKPOINT_FORMAT = 3
@@ -395,10 +395,9 @@ def train(
     try:
         def fresh_start():
             """(model, optimizer, shuffle generator) seeded as at the start of a run."""
-            torch.manual_seed(config.seed)
+            fresh = initial_model(architecture(model_name, channels, config), config.seed).to(device)
             shuffle = torch.Generator(device="cpu")
             shuffle.manual_seed(config.seed)
-            fresh = build_model(**architecture(model_name, channels, config)).to(device)
             fresh = fresh.to(memory_format=memory_format)
             return fresh, torch.optim.Adam(fresh.parameters(), lr=config.learning_rate,
                                            weight_decay=config.weight_decay), shuffle
