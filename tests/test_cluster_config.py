@@ -80,7 +80,7 @@ def test_numbers_inside_a_config_mapping_are_strings(repo, tmp_path):
     # Snakemake's --config reads values inside a {mapping} as strings: such numeric edits
     # fail validation (README: use a --configfile for them); top-level numbers and lists work.
     result = snakemake(repo, tmp_path, "-n", "--config", "evaluation={eps_255: [1, 2]}", check=False)
-    assert result.returncode != 0 and "'1' is not of type 'integer'" in result.stdout + result.stderr
+    assert result.returncode != 0 and "'1' is not of type 'number'" in result.stdout + result.stderr
 
 
 def test_attack_budget_edit_reruns_evaluation_not_training(repo, one_run):

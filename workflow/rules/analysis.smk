@@ -203,14 +203,3 @@ rule sensitivity_study:
         CONDA_ENV
     script:
         "../scripts/sensitivity_study.py"
-
-
-def study_outputs():
-    """The studies a grid can answer: the noise study needs two noise levels, the variant study
-    two variants; sensitivity vs generalization any grid."""
-    outputs = list(rules.sensitivity_study.output)
-    if len(AXES["noise"].values) > 1:
-        outputs += list(rules.noise_rank_study.output)
-    if len(AXES["variant"].values) > 1:
-        outputs += list(rules.variant_study.output)
-    return outputs

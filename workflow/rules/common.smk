@@ -122,7 +122,7 @@ SPLIT_PATH = "{dataset}/n{n_train}_seed{seed}"
 PROPERTIES_PATH = "{dataset}/noise{noise}/n{n_train}_seed{seed}"
 DATA_AXES = [name for name, axis in AXES.items() if axis.of_data]
 for _path, _axes in ((RUN_PATH, list(AXES)), (PROPERTIES_PATH, DATA_AXES)):
-    _missing = [name for name in _axes if "{" + name + "}" not in _path]
+    _missing = [name for name in _axes if f"{{{name}}}" not in _path]
     if _missing:
         raise WorkflowError(f"common.smk: path {_path!r} lacks the axes {_missing}")
 
@@ -242,3 +242,14 @@ def model_file(path):
 def figure_report(name, category):
     """A figure's PNG as a report item, captioned by workflow/report/{name}.rst."""
     return report(f"results/figures/{name}.png", caption=f"../report/{name}.rst", category=category)
+
+
+def study_outputs():
+    """Outputs of the studies (rules in analysis.smk) a grid can answer: the noise study needs two
+    noise levels, the variant study two variants; sensitivity vs generalization any grid."""
+    outputs = list(rules.sensitivity_study.output)
+    if len(AXES["noise"].values) > 1:
+        outputs += list(rules.noise_rank_study.output)
+    if len(AXES["variant"].values) > 1:
+        outputs += list(rules.variant_study.output)
+    return outputs

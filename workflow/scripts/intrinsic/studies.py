@@ -781,7 +781,9 @@ def _correlation_row(x, y, level: float) -> dict:
     spearman = spearman_with_ci(x, y, level)
     row.update(r=pearson["r"], r_p_value=pearson["p_value"], r_ci_low=pearson["ci_low"],
                r_ci_high=pearson["ci_high"], rho=spearman["rho"], rho_p_value=spearman["p_value"],
-               rho_ci_low=spearman["ci_low"], rho_ci_high=spearman["ci_high"])
+               rho_ci_low=spearman["ci_low"], rho_ci_high=spearman["ci_high"],
+               note="; ".join(note for note in (pearson["note"], spearman["note"] and f"rho: {spearman['note']}")
+                              if note))
     return row
 
 
@@ -848,7 +850,8 @@ def jacobian_generalization_markdown(table: pd.DataFrame) -> str:
     text = ", ".join(f"{k} = {'any' if v is None else v}" for k, v in where.items()) or "as given"
     return ("# Jacobian norm vs generalization gap (Novak et al. 2018)\n\n"
             f"One point per run ({text}); Pearson r with a 95% Fisher-z CI, Spearman rho with a 95% "
-            "Fisher-z CI (standard error sqrt(1.06/(n-3))); p two-sided.\n\n"
+            "Fisher-z CI (standard error sqrt(1.06/(n-3))); p two-sided, Spearman's exact (all n! orderings) "
+            f"up to n = {EXACT_SPEARMAN_MAX_N}.\n\n"
             + to_markdown_table(table, floatfmt={"r_p_value": ".3g", "rho_p_value": ".3g"}))
 
 
