@@ -152,9 +152,6 @@ def train_run(keys: dict, cache_folder, split_path, config: TrainConfig, model_p
     return record
 
 
-EPOCH_COLUMNS = ("epoch", "train_loss", "train_accuracy", "test_loss", "test_accuracy")
-
-
 def epoch_rows(keys: dict, trained: dict) -> list[dict]:
     """The per-epoch curves of a training record as rows of epochs.csv: train_loss is the
     eval-mode loss on the whole training set (the history's eval_loss, the one comparable with

@@ -134,9 +134,13 @@ def _yerr(means, lows, highs) -> np.ndarray:
     return np.vstack([np.nan_to_num(means - lows), np.nan_to_num(highs - means)])
 
 
-def _notes(fig, notes: list[str]) -> None:
+def _finish(fig, notes: list[str], title: str, png, pdf) -> None:
+    """The notes under the panels, the title, the layout, then PNG and PDF (every study figure)."""
     if notes:
         fig.text(0.01, -0.01, "\n".join(notes), fontsize=7, ha="left", va="top")
+    fig.suptitle(title)
+    fig.tight_layout()
+    save_figure(fig, png, pdf)
 
 
 def _plain_log_ticks(ax, axis: str = "y") -> None:
@@ -386,10 +390,7 @@ def figure_noise_rank(runs: pd.DataFrame, png, pdf, *, level: float = 0.95) -> p
         notes.append(f"a single noise level ($\\sigma$ = {noises[0]:g}): no trend to read")
     if n_left_out:
         notes.append(f"{n_left_out} missing or non-positive mean(s) left out (log axis)")
-    _notes(fig, notes)
-    fig.suptitle("Data rank vs learned rank under background noise")
-    fig.tight_layout()
-    save_figure(fig, png, pdf)
+    _finish(fig, notes, "Data rank vs learned rank under background noise", png, pdf)
     return points
 
 
@@ -614,10 +615,7 @@ def figure_variants(runs: pd.DataFrame, attacks: pd.DataFrame | None, png, pdf, 
         notes.append("no runs of variant(s): " + ", ".join(missing))
     if not attacks_present:
         notes.append("no attack results: clean accuracy only")
-    _notes(fig, notes)
-    fig.suptitle("Clean and adversarial test accuracy of Fan & Yezzi's variants")
-    fig.tight_layout()
-    save_figure(fig, png, pdf)
+    _finish(fig, notes, "Clean and adversarial test accuracy of Fan & Yezzi's variants", png, pdf)
     return points
 
 
@@ -702,10 +700,7 @@ def figure_overfitting(epochs: pd.DataFrame, png, pdf, *, show_first_pass: bool 
     missing = [v for v in OVERFITTING_VARIANTS if v not in set(points["variant"])]
     if missing:
         notes.append("no epochs of variant(s): " + ", ".join(missing))
-    _notes(fig, notes)
-    fig.suptitle("Overfitting: standard vs exclude_illusive training")
-    fig.tight_layout()
-    save_figure(fig, png, pdf)
+    _finish(fig, notes, "Overfitting: standard vs exclude_illusive training", png, pdf)
     return points
 
 
@@ -912,10 +907,7 @@ def figure_jacobian_generalization(runs: pd.DataFrame, png, pdf, *, variant: str
              "runs of all models"]
     if n_left_out:
         notes.append(f"{n_left_out} run(s) without a finite positive {x} left out")
-    _notes(fig, notes)
-    fig.suptitle("Input-output Jacobian norm vs generalization gap (Novak et al. 2018)")
-    fig.tight_layout()
-    save_figure(fig, png, pdf)
+    _finish(fig, notes, "Input-output Jacobian norm vs generalization gap (Novak et al. 2018)", png, pdf)
     points.attrs["correlations"] = correlations
     return points
 
