@@ -58,12 +58,9 @@ def bare_snakefile(paper: dict) -> str:
         ("dataset_properties_table",
          f"    input: expand({properties!r}, dataset=DATASETS, noise=NOISE, n_train=N_TRAIN, seed=SEEDS)\n"
          "    output: 'results/tables/dataset_properties.csv'\n"),
-        ("train_model", f"    input: cache={cache!r}, split={split!r}\n"
-         f"    output: model=temp('results/models/{run}.pt'), record='results/runs/{run}/training.json'\n"
-         "    group: 'run'\n" + logs("train_model", run)),
-        ("evaluate_model", f"    input: cache={cache!r}, split={split!r}, model='results/models/{run}.pt', "
-         f"training='results/runs/{run}/training.json'\n    output: {evaluation!r}\n    group: 'run'\n"
-         + logs("evaluate_model", run)),
+        ("run_model", f"    input: cache={cache!r}, split={split!r}\n"
+         f"    output: training='results/runs/{run}/training.json', evaluation={evaluation!r}, "
+         f"jacobians='results/runs/{run}/jacobian_norms.npz'\n    group: 'runs'\n" + logs("run_model", run)),
         ("grid_tables", f"    input: expand({evaluation!r}, dataset=DATASETS, model=MODELS, noise=NOISE, "
          "variant=VARIANTS, n_train=N_TRAIN, seed=SEEDS), 'results/tables/dataset_properties.csv'\n"
          "    output: 'results/tables/runs.csv'\n"),

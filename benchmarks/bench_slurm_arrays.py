@@ -1,6 +1,6 @@
-"""SLURM submissions of a small grid: job groups (as shipped: train + evaluate of a run in one
-job) against SLURM job arrays (--slurm-array-jobs train_model,evaluate_model, which needs the
-two rules ungrouped: snakemake-executor-plugin-slurm submits group jobs one by one).
+"""SLURM submissions of a small grid: job groups (as shipped: run_model in the group "runs", one
+run per submission) against SLURM job arrays (--slurm-array-jobs run_model, which needs the rule
+ungrouped: snakemake-executor-plugin-slurm submits group jobs one by one).
 
     sudo python benchmarks/bench_slurm_arrays.py [--seeds 0 1 2] [--n-train 20 40]
 
@@ -35,15 +35,15 @@ def grid(datasets: list[str], n_train: list[int], seeds: list[int]) -> dict:
 
 
 def ungrouped_copy(target: Path) -> Path:
-    """The workflow with train_model and evaluate_model outside the "run" group."""
+    """The workflow with run_model outside the "runs" group."""
     target.mkdir(parents=True)
     for name in ("Snakefile", "workflow", "config", "envs", "profiles"):
         source = REPO / name
         (shutil.copytree if source.is_dir() else shutil.copy)(source, target / name)
     rules = target / "workflow" / "rules" / "grid.smk"
-    text, count = re.subn(r'^    group:\n        "run"\n', "", rules.read_text(), flags=re.M)
-    if count != 2:
-        raise SystemExit(f"expected two 'group: \"run\"' directives in {rules}, found {count}")
+    text, count = re.subn(r'^    group:\n        "runs"\n', "", rules.read_text(), flags=re.M)
+    if count != 1:
+        raise SystemExit(f"expected one 'group: \"runs\"' directive in {rules}, found {count}")
     rules.write_text(text)
     return target
 
@@ -98,7 +98,7 @@ def main() -> None:
             grouped = run(REPO, scratch / "grouped", config, [])
             print(f"job groups: {grouped}", flush=True)
             arrays = run(ungrouped, scratch / "arrays", config,
-                         ["--slurm-array-jobs", "train_model,evaluate_model"])
+                         ["--slurm-array-jobs", "run_model"])
         finally:
             subprocess.run(["bash", str(script), "stop", str(scratch / "slurm")], check=True)
     print(f"grid: {runs} runs (resnet18 x {options.datasets} x N {options.n_train} x seeds {options.seeds})")

@@ -1,15 +1,21 @@
 """Intrinsic dimension and label sharpness against ground truth and brute force."""
 
+import tracemalloc
+
 import numpy as np
 import pytest
 import torch
+from torch.overrides import TorchFunctionMode
 
 from intrinsic.estimators import (
+    FLOAT32_ERROR_RELATIVE,
+    KNN_SLACK,
     balanced_sample,
     intrinsic_dimension,
     label_sharpness,
     mle_from_distances,
     mle_id,
+    nearest_neighbors,
     pairwise_sq_distances,
     twonn_from_distances,
     twonn_id,
@@ -262,3 +268,184 @@ def test_mle_denominator_is_validated():
         mle_from_distances(distances, k=3, denominator="k")
     with pytest.raises(ValueError, match="needs k >= 3"):
         mle_from_distances(distances, k=2, denominator="k-2")
+
+
+# ------------------------------------------------------------------ nearest_neighbors (by row blocks)
+def dense_knn_reference(X, k):
+    """Ground truth without the kernel: all pairwise distances in float64 by direct differences,
+    the first of every group of identical points kept, np.sort of each kept row."""
+    flat = X.reshape(len(X), -1).astype(np.float64) / (255 if X.dtype == np.uint8 else 1)
+    sq = ((flat[:, None, :] - flat[None, :, :]) ** 2).sum(-1)
+    keep = ~np.triu(sq == 0, k=1).any(axis=0)
+    reduced = sq[np.ix_(keep, keep)]
+    np.fill_diagonal(reduced, np.inf)
+    return np.sqrt(np.sort(reduced, axis=1)[:, :k]), int((~keep).sum())
+
+
+def with_copies(X, rng):
+    """X plus 6 exact copies and near-duplicates: 2 points moved by 1e-6 of their scale and one
+    uint8 pixel changed by 1 (or a float changed in its last bits)."""
+    near = X[10:13].copy()
+    if X.dtype == np.uint8:
+        near.reshape(3, -1)[:, 0] ^= 1
+    else:
+        near += (1e-6 * np.abs(X).max() * rng.standard_normal(near.shape)).astype(X.dtype)
+        near[2] = np.nextafter(X[12], np.float32(np.inf))
+    return np.concatenate([X[:4], X, X[:2], near])
+
+
+def knn_cases():
+    rng = np.random.default_rng(11)
+    points = with_copies(rng.random((150, 24), dtype=np.float32), rng)
+    images = with_copies(rng.integers(0, 256, size=(150, 3, 4, 4), dtype=np.uint8), rng)
+    return {"float32": points, "uint8": images}
+
+
+@pytest.mark.parametrize("case", ["float32", "uint8"])
+def test_nearest_neighbors_equal_a_dense_float64_computation(case):
+    """Every blocking (one block, 64, 7 and 1 rows; 7 does not divide n = 159) and both data
+    layouts (a centred float32 copy, or 5-column chunks converted per row block) against ground
+    truth. Tolerances are float32 rounding only: products of centred data err by about
+    eps32 sqrt(features) (|a|^2 + |b|^2) ~ 4e-7 (|a|^2 + |b|^2); the squared neighbour distances
+    here are either >= 0.17 (|a|^2 + |b|^2) or below 1e-3 of it and recomputed exactly, so they
+    are good to ~2.5e-6 and distances to ~1.3e-6 (rtol 2e-6); the estimates average many."""
+    X = knn_cases()[case]
+    k = 10
+    reference, n_duplicates = dense_knn_reference(X, k)
+    expected_mle, expected_twonn = mle_from_distances(reference, k), twonn_from_distances(reference)
+    for options in ({}, {"row_block": 64}, {"row_block": 7}, {"row_block": 1},
+                    {"row_block": 7, "float32_budget": 0, "feature_chunk": 5}):
+        neighbors = nearest_neighbors(X, k, **options)
+        assert neighbors.n_points == len(X) and neighbors.n_duplicates == n_duplicates == 6
+        np.testing.assert_allclose(neighbors.distances, reference, rtol=2e-6, atol=0)
+        assert mle_from_distances(neighbors.distances, k) == pytest.approx(expected_mle, rel=1e-6)
+        assert twonn_from_distances(neighbors.distances) == pytest.approx(expected_twonn, rel=1e-6)
+    # The near-duplicates' own distances come from the exact float64 recomputation.
+    first = reference[:, 0] < 0.01 * np.median(reference[:, 0])
+    assert first.sum() >= 4
+    np.testing.assert_allclose(neighbors.distances[first, 0], reference[first, 0], rtol=1e-12)
+    result = intrinsic_dimension(X, k=k, row_block=7)
+    assert result == {"d_mle": pytest.approx(expected_mle, rel=1e-6),
+                      "d_twonn": pytest.approx(expected_twonn, rel=1e-6),
+                      "n_points": len(X), "n_duplicates": 6}
+
+
+class LargestTensor(TorchFunctionMode):
+    """Records the largest number of elements of any tensor a torch function or method returns
+    (torch.empty, mm, topk, views, ...)."""
+
+    def __init__(self):
+        super().__init__()
+        self.numel = 0
+
+    def __torch_function__(self, func, types, args=(), kwargs=None):
+        out = func(*args, **(kwargs or {}))
+        for t in out if isinstance(out, tuple | list) else (out,):
+            if isinstance(t, torch.Tensor):
+                self.numel = max(self.numel, t.numel())
+        return out
+
+
+def test_nearest_neighbors_never_allocate_an_n_by_n_array():
+    """n = 400 points of 8 features, row blocks of 50: every torch result is at most one
+    (50, n) block, and numpy's peak (tracemalloc) stays far below one n x n float64 array
+    (1.3 MB). The dense pairwise_sq_distances, as a control, fails both checks."""
+    X = np.random.default_rng(12).random((400, 8), dtype=np.float32)
+    n, k, row_block = len(X), 3, 50
+
+    def sizes(compute):
+        with LargestTensor() as largest:
+            compute()
+        tracemalloc.start()
+        try:
+            compute()
+            numpy_peak = tracemalloc.get_traced_memory()[1]
+        finally:
+            tracemalloc.stop()
+        return largest.numel, numpy_peak
+
+    largest, numpy_peak = sizes(lambda: nearest_neighbors(X, k, row_block=row_block))
+    assert largest <= row_block * n and numpy_peak < n * n * 8 / 4
+    largest, numpy_peak = sizes(lambda: pairwise_sq_distances(X))
+    assert largest >= n * n and numpy_peak >= n * n * 8
+
+
+def test_rows_with_many_duplicates_are_recomputed_in_full():
+    """30 copies of one point among 100 points, k = 5: each copy has 5 + 1 + KNN_SLACK = 14
+    candidates, all of them copies, so neither which copy comes first nor the neighbours of the
+    one kept can be read from them; those rows (and points whose candidates are mostly copies)
+    are recomputed over all points, and the result is still the ground truth."""
+    rng = np.random.default_rng(13)
+    X = rng.random((100, 6), dtype=np.float32)
+    copies = rng.choice(100, 30, replace=False)
+    X[copies] = X[copies[0]]
+    k = 5
+    assert 30 > k + 1 + KNN_SLACK
+    reference, n_duplicates = dense_knn_reference(X, k)
+    for options in ({}, {"row_block": 9}, {"row_block": 9, "float32_budget": 0, "feature_chunk": 4}):
+        neighbors = nearest_neighbors(X, k, **options)
+        assert neighbors.n_duplicates == n_duplicates == 29
+        assert neighbors.n_recomputed >= 1
+        np.testing.assert_allclose(neighbors.distances, reference, rtol=2e-6, atol=0)
+
+
+def test_candidates_too_close_to_order_in_float32_are_recomputed():
+    """20 near-duplicates of a point of norm ~3e4, 1e-3 apart: float32 |a|^2 + |b|^2 - 2ab cannot
+    order them (errors ~1e-3 |a|^2 >> their squared distances), so the 12 candidates topk keeps
+    are an arbitrary subset; the k-th is not safely below the first left out, and the row is
+    recomputed. The distances are the exact float64 ones."""
+    rng = np.random.default_rng(14)
+    base = 1e3 * rng.random(1000)
+    cluster = base + 1e-3 * rng.random((20, 1000))
+    X = np.concatenate([cluster, -cluster, rng.random((10, 1000))]).astype(np.float32)
+    k = 3
+    reference, _ = dense_knn_reference(X, k)
+    neighbors = nearest_neighbors(X, k)
+    assert neighbors.n_recomputed >= 20
+    np.testing.assert_allclose(neighbors.distances[:40], reference[:40], rtol=1e-12)
+    np.testing.assert_allclose(neighbors.distances, reference, rtol=2e-6)
+
+
+def test_nearest_neighbors_need_more_than_k_distinct_points():
+    X = np.repeat(np.random.default_rng(15).random((5, 3)), 8, axis=0)  # 40 points, 5 distinct
+    with pytest.raises(ValueError, match=r"more than k=5 distinct points, got 5 \(of 40\)"):
+        nearest_neighbors(X, 5)
+    with pytest.raises(ValueError, match="more than k=20 distinct points"):
+        intrinsic_dimension(X, row_block=3)
+    assert nearest_neighbors(X, 4).distances.shape == (5, 4)
+
+
+def test_nearest_neighbors_on_the_accelerator_when_there_is_one():
+    """device="cuda" where available, else the same call with device="cpu": the products run
+    there in float32 with TF32 off (the caller's setting is restored) and agree with the CPU."""
+    device = "cuda" if torch.cuda.is_available() else "cpu"
+    X = knn_cases()["uint8"]
+    reference, _ = dense_knn_reference(X, 10)
+    previous = torch.backends.cuda.matmul.allow_tf32
+    torch.backends.cuda.matmul.allow_tf32 = True
+    try:
+        for data in (X, torch.from_numpy(X).to(device)):
+            neighbors = nearest_neighbors(data, 10, row_block=7, device=device)
+            np.testing.assert_allclose(neighbors.distances, reference, rtol=2e-6, atol=0)
+            assert neighbors.n_duplicates == 6
+        assert torch.backends.cuda.matmul.allow_tf32 is True
+    finally:
+        torch.backends.cuda.matmul.allow_tf32 = previous
+
+
+def test_float32_error_bound_holds_with_a_wide_margin():
+    """FLOAT32_ERROR_RELATIVE decides when candidates are trusted: the float32 distances of
+    150528-feature uint8 images (the workflow's 224 x 224 x 3) stay far inside it."""
+    rng = np.random.default_rng(16)
+    X = rng.integers(0, 256, size=(16, 3 * 224 * 224), dtype=np.uint8)
+    X[1::2] = np.clip(X[::2].astype(int) + rng.integers(-40, 41, size=X[::2].shape), 0, 255)  # closer pairs
+    centred = X.astype(np.float64) / 255
+    centred -= centred.mean(0)
+    gram = centred @ centred.T  # float64: cancellation ~1e-16 of the norms
+    norms = np.diag(gram)
+    exact = norms[:, None] + norms[None, :] - 2 * gram
+    computed = pairwise_sq_distances(X)
+    # Most pairs are not refined (their squared distance exceeds 1e-3 of the norms), so this
+    # measures the float32 products.
+    error = np.abs(computed - exact) / (norms[:, None] + norms[None, :])
+    assert error.max() < FLOAT32_ERROR_RELATIVE / 10

@@ -25,8 +25,10 @@ FAULTS = {
     "datasets": ["digits"],
     "splits": {"n_train": [20], "n_test": 20, "seeds": [0]},
     "properties": {"knn_k": 5, "sharpness_samples": 30, "sharpness_pairings": 1, "threads": 1},
-    # fixed_epochs: the run always lasts 3 epochs, so a kill after epoch 1 or 2 interrupts it
-    "training": {"models": ["resnet18"], "max_epochs": 3, "mode": "fixed_epochs", "threads": 1, "keep_models": True,
+    # fixed_epochs: the run always lasts 3 epochs, so a kill after epoch 1 or 2 interrupts it;
+    # a checkpoint after every epoch (the default writes one at most every 10 minutes)
+    "training": {"models": ["resnet18"], "max_epochs": 3, "mode": "fixed_epochs", "threads": 1,
+                 "checkpoint_minutes": 0,
                  "model_settings": {"resnet18": {"learning_rate": 1e-3, "batch_size": 10}}},
     "evaluation": {"attacks": ["fgsm"], "eps_255": [2], "pgd_steps": 1},
 }
@@ -35,7 +37,6 @@ CACHE = "results/cache/digits"
 SPLIT = "results/splits/digits/n20_seed0.npz"
 PROPERTIES = "results/properties/digits/noise0.0/n20_seed0.json"
 SHARPNESS = "results/properties/digits/label_sharpness.json"
-MODEL = f"results/models/{RUN}.pt"
 TRAINING = f"results/runs/{RUN}/training.json"
 EVALUATION = f"results/runs/{RUN}/evaluation.json"
 CHECKPOINTS = f"results/checkpoints/{RUN}"
@@ -143,50 +144,43 @@ def test_a_damaged_split_file_is_named(repo, copy):
     fails(snakemake(repo, copy, *TARGETS), rf"split {SPLIT}: cannot read it", rf"--forcerun {SPLIT}`")
 
 
-def test_a_corrupt_model_file_is_named_and_the_rebuild_gives_the_same_numbers(repo, undisturbed, copy):
-    model = copy / MODEL
-    flip_byte(model, len(model.read_bytes()) // 2)
-    (copy / EVALUATION).unlink()
-    fails(snakemake(repo, copy, *TARGETS), rf"model file {MODEL}: checksum mismatch", rf"--forcerun {MODEL}`")
-    succeeds(snakemake(repo, copy, *TARGETS, f"--forcerun={MODEL}"))
+def test_a_run_killed_in_its_evaluation_resumes_with_nothing_to_train(repo, undisturbed, copy):
+    fails(snakemake(repo, copy, *TARGETS, f"--forcerun={TRAINING}", fault="kill_in_evaluation"))
+    assert len(list((copy / CHECKPOINTS).glob("*.pt"))) == 1  # the final checkpoint, epoch 3
+    succeeds(snakemake(repo, copy, *TARGETS, f"--forcerun={TRAINING}"))
+    assert json.loads((copy / TRAINING).read_text())["resumed_from"] == 3
+    assert "nothing to train" in (copy / f"results/logs/run_model/{RUN}.log").read_text()
     assert numbers(copy) == numbers(undisturbed) and leftovers(copy) == []
-
-
-def test_a_truncated_training_record_is_named(repo, copy):
-    record = copy / TRAINING
-    record.write_text(record.read_text()[:100])
-    (copy / EVALUATION).unlink()
-    fails(snakemake(repo, copy, *TARGETS), rf"{TRAINING}: cannot read it as JSON", rf"--forcerun {TRAINING}`")
 
 
 @pytest.mark.parametrize("fault", ["kill_after_epoch:1", "kill_in_checkpoint_write:2"])
 def test_a_killed_training_resumes_to_the_same_numbers_and_leaves_nothing(repo, undisturbed, copy, fault):
-    fails(snakemake(repo, copy, *TARGETS, f"--forcerun={MODEL}", fault=fault))
+    fails(snakemake(repo, copy, *TARGETS, f"--forcerun={TRAINING}", fault=fault))
     checkpoints = sorted(p.name for p in (copy / CHECKPOINTS).iterdir())
     assert len([name for name in checkpoints if name.endswith(".pt")]) == 1, checkpoints
     if fault.startswith("kill_in_checkpoint_write"):
         assert any(name.endswith(".tmp") for name in checkpoints), checkpoints  # the killed write's part
-    succeeds(snakemake(repo, copy, *TARGETS, f"--forcerun={MODEL}"))  # the same command again
+    succeeds(snakemake(repo, copy, *TARGETS, f"--forcerun={TRAINING}"))  # the same command again
     assert json.loads((copy / TRAINING).read_text())["resumed_from"] == 1
     assert numbers(copy) == numbers(undisturbed) and leftovers(copy) == []
 
 
 # A flipped byte: tests/test_training.py; here the truncation that once failed every retry.
 def test_a_truncated_checkpoint_is_set_aside_and_training_starts_fresh(repo, undisturbed, copy):
-    fails(snakemake(repo, copy, *TARGETS, f"--forcerun={MODEL}", fault="kill_after_epoch:2"))
+    fails(snakemake(repo, copy, *TARGETS, f"--forcerun={TRAINING}", fault="kill_after_epoch:2"))
     (checkpoint,) = (copy / CHECKPOINTS).glob("*.pt")
     checkpoint.write_bytes(checkpoint.read_bytes()[: checkpoint.stat().st_size // 2])
-    succeeds(snakemake(repo, copy, *TARGETS, f"--forcerun={MODEL}"))
+    succeeds(snakemake(repo, copy, *TARGETS, f"--forcerun={TRAINING}"))
     record = json.loads((copy / TRAINING).read_text())
     assert record["resumed_from"] == 0
     (reason,) = record["checkpoints_set_aside"]
     assert f"checkpoint {CHECKPOINTS}/{checkpoint.name} set aside" in reason
-    assert reason in (copy / f"results/logs/train_model/{RUN}.log").read_text()
+    assert reason in (copy / f"results/logs/run_model/{RUN}.log").read_text()
     assert numbers(copy) == numbers(undisturbed) and leftovers(copy) == []
 
 
 def test_a_run_interrupted_then_shortened_equals_a_clean_shorter_run(repo, copy, tmp_path):
-    fails(snakemake(repo, copy, *TARGETS, f"--forcerun={MODEL}", fault="kill_after_epoch:2"))
+    fails(snakemake(repo, copy, *TARGETS, f"--forcerun={TRAINING}", fault="kill_after_epoch:2"))
     shorter = {**FAULTS, "training": {**FAULTS["training"], "max_epochs": 1}}
     succeeds(snakemake(repo, copy, *TARGETS, config=shorter))
     record = json.loads((copy / TRAINING).read_text())

@@ -1,4 +1,4 @@
-"""One grid run through the library (train_run, evaluate_run), every model of the study, the
+"""One grid run through the library (runs.run_model), every model of the study, the
 model files, and the tidy tables built from the run records."""
 
 import json
@@ -11,7 +11,7 @@ import torch
 from intrinsic.cache import RawDataset, write_cache
 from intrinsic.io import write_json
 from intrinsic.models import ARCHITECTURES, build_model, load_model, save_model
-from intrinsic.runs import checkpoint_path, evaluate_run, resolve_device, train_run, train_settings
+from intrinsic.runs import checkpoint_path, resolve_device, run_model, train_settings
 from intrinsic.splits import make_split
 from intrinsic.tables import grid_tables, reference_slice
 
@@ -52,12 +52,11 @@ def run_once(tmp_path, dataset, model, training=TRAINING, **evaluation):
     cache, split, _ = dataset
     keys = {"dataset": "squares", "model": model, "noise": 0.0, "variant": "standard", "n_train": 16, "seed": 0}
     config = train_settings(model, training, seed=0, device="cpu")
-    trained = train_run(keys, cache, split, config, tmp_path / "model.pt", tmp_path / "training.json",
-                        tmp_path / "checkpoints")
     options = {"eps": [2 / 255, 8 / 255], "attacks": ["fgsm", "pgd"], "pgd_steps": 2, "knn_k": 5, **evaluation}
-    evaluated = evaluate_run(keys, cache, split, tmp_path / "model.pt", tmp_path / "training.json",
-                             tmp_path / "evaluation.json", tmp_path / "jacobian_norms.npz", device="cpu", **options)
-    return keys, config, trained, evaluated
+    records = run_model(keys, cache, split, config, training_path=tmp_path / "training.json",
+                        evaluation_path=tmp_path / "evaluation.json", jacobians_path=tmp_path / "jacobian_norms.npz",
+                        model_path=tmp_path / "model.pt", checkpoint_folder=tmp_path / "checkpoints", evaluation=options)
+    return keys, config, records["training"], records["evaluation"]
 
 
 @pytest.mark.parametrize("model", list(ARCHITECTURES))

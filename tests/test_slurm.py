@@ -1,6 +1,6 @@
 """The workflow on a real single-node SLURM cluster (tests/slurm/cluster.sh) with
-profiles/slurm: submissions, grouping, the GPU request, and a cancelled training job that is
-retried and resumes from its checkpoint. Skipped only where the cluster cannot start (not
+profiles/slurm: submissions, grouping, the GPU request, and a training job signalled as before
+its time limit, which checkpoints, exits and is retried from its checkpoint. Skipped only where the cluster cannot start (not
 root, or slurm-wlm/munge not installed); .ci/run installs them."""
 
 import os
@@ -25,12 +25,15 @@ SMALL = {
     "evaluation": {"attacks": ["fgsm"], "pgd_steps": 1},
     "datasets": ["digits"],
 }
+# The profile's signal before the time limit (the site's set-resources replace the profile's).
+SIGNAL = yaml.safe_load(open(os.path.join(os.path.dirname(__file__), "..", "profiles", "slurm", "config.yaml")))[
+    "set-resources"]["run_model"]["slurm_extra"]
 # Site values of the test cluster, on top of profiles/slurm's placeholders: its node has
 # os.cpu_count() CPUs (tests/slurm/cluster.sh), so a group may not ask for the profile's 8 cores;
 # status via squeue (no accounting database) and short polling so the test does not idle.
 SITE = ["--cores", str(os.cpu_count()), "--slurm-status-command", "squeue", "--slurm-no-account",
         "--default-resources", "slurm_partition=debug", "runtime=10", "mem_mb=1000",
-        "--set-resources", "train_model:slurm_partition=debug", "evaluate_model:slurm_partition=debug",
+        "--set-resources", "run_model:slurm_partition=debug", f"run_model:slurm_extra={SIGNAL}",
         "--slurm-init-seconds-before-status-checks", "1", "--seconds-between-status-checks", "2",
         "--verbose"]
 
@@ -76,17 +79,17 @@ def test_small_grid_runs_as_grouped_slurm_jobs(repo, cluster, tmp_path):
     groups = [re.search(r"--comment (\S+)", call).group(1) for call in calls]
     assert sorted(groups) == sorted(["rule_prepare_dataset_wildcards_digits", "rule_splits_make_split",
                                      "rule_properties_dataset_properties_label_sharpness"]
-                                    + ["rule_run_evaluate_model_train_model"] * 2), groups
+                                    + ["rule_runs_run_model"] * 2), groups
     job_ids = re.findall(r"has been submitted with SLURM jobid (\d+)", output)
     assert len(set(job_ids)) == len(calls) == 5
     for job_id in job_ids:  # every job's SLURM log under .snakemake/slurm_logs
         assert "/.snakemake/slurm_logs/" in output and f"{job_id}.log" in output
-    # A run (train + evaluate) asks for ONE GPU (gpu is scoped "local"), its train and evaluate
-    # time limits added up (10 + 5 min), and the memory of its larger step.
+    # A run (train + evaluate) asks for ONE GPU, its train and evaluate time limits added up
+    # (10 + 5 min), and SIGTERM 10 minutes before that limit.
     for call in calls:
-        if "rule_run_" in call:
+        if "rule_runs_" in call:
             assert " --gpus=1 " in call + " " and "--gpus=2" not in call, call
-            assert " -t 15 " in call and " --mem 1000 " in call, call
+            assert " -t 15 " in call and " --mem 1000 " in call and "--signal=TERM@600" in call, call
         else:
             assert "--gpus" not in call, call
 
@@ -97,38 +100,42 @@ def running_train_job():
                              capture_output=True, text=True).stdout
     for line in listing.splitlines():
         job_id, comment = line.split(maxsplit=1)
-        if "train_model" in comment:
+        if "run_model" in comment:
             return job_id
     return None
 
 
-def test_cancelled_training_job_is_retried_and_resumes(repo, cluster, tmp_path):
-    # A learning rate too small to fit the training set: training runs all max_epochs (about
-    # a second each), long enough to cancel it after its first checkpoint.
+def test_a_signalled_training_job_checkpoints_exits_and_its_retry_resumes(repo, cluster, tmp_path):
+    # What SLURM does before a job's time limit (profiles/slurm: --signal=TERM@600), here at
+    # once: SIGTERM to the job's steps. A learning rate too small to fit the training set keeps
+    # it training for all max_epochs (about a second each); no checkpoint is due by the interval.
     config = yaml.safe_load(yaml.safe_dump(SMALL))
     config["splits"]["n_train"] = [200]
-    config["training"].update(max_epochs=12, fit_threshold=1.0)
+    config["training"].update(max_epochs=12, fit_threshold=1.0, checkpoint_minutes=60)
     config["training"]["model_settings"]["resnet18"] = {"learning_rate": 1e-9, "batch_size": 10}
     process = subprocess.Popen(snakemake_command(repo, tmp_path, config), stdout=subprocess.PIPE,
                                stderr=subprocess.STDOUT, text=True)
-    checkpoints = tmp_path / "results/checkpoints/digits/resnet18/noise0.0/standard/n200_seed0"
-    cancelled = None
+    run = "digits/resnet18/noise0.0/standard/n200_seed0"
+    log = tmp_path / f"results/logs/run_model/{run}.log"
+    signalled = None
     deadline = time.monotonic() + 600
-    while cancelled is None and time.monotonic() < deadline and process.poll() is None:
-        # A finished checkpoint, not the temporary file it is written to before its rename.
-        if any(checkpoints.glob("[!.]*.pt")):
-            cancelled = running_train_job()
-            if cancelled:
-                subprocess.run(["scancel", cancelled], check=True)
+    while signalled is None and time.monotonic() < deadline and process.poll() is None:
+        if log.exists() and "epoch 1/12" in log.read_text():  # training under way
+            signalled = running_train_job()
+            if signalled:
+                subprocess.run(["scancel", "--signal=TERM", signalled], check=True)
         time.sleep(0.2)
     output, _ = process.communicate(timeout=900)
-    assert cancelled, "no checkpoint of a running training job appeared:\n" + output[-5000:]
+    assert signalled, "no running training job appeared:\n" + output[-5000:]
     assert process.returncode == 0, output[-5000:]
 
-    # The run was submitted twice: the cancelled job, then its retry (attempt 2).
-    run_calls = [call for call in sbatch_calls(output) if "rule_run_" in call]
+    # The signalled job wrote its checkpoint and exited; its retry (attempt 2) resumed there.
+    run_calls = [call for call in sbatch_calls(output) if "rule_runs_" in call]
     assert len(run_calls) == 2, run_calls
     assert re.search(r"--attempt 2 ", output)
-    record = yaml.safe_load((tmp_path / "results/runs/digits/resnet18/noise0.0/standard/n200_seed0/training.json").read_text())
-    assert record["resumed_from"] >= 1 and record["epochs"] == 12 and not record["fitted"]
-    assert "resumed from" in (tmp_path / "results/logs/train_model/digits/resnet18/noise0.0/standard/n200_seed0.log").read_text()
+    first_job_log = (tmp_path / ".snakemake/slurm_logs").rglob(f"{signalled}.log")
+    stopped = re.search(r"stopped on SIGTERM after epoch (\d+); checkpoint \S+ written", next(first_job_log).read_text())
+    assert stopped, output[-5000:]
+    record = yaml.safe_load((tmp_path / f"results/runs/{run}/training.json").read_text())
+    assert record["resumed_from"] == int(stopped.group(1)) >= 1 and record["epochs"] == 12 and not record["fitted"]
+    assert "resumed from" in log.read_text()

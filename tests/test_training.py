@@ -483,3 +483,104 @@ def test_initial_model_rebuilds_the_weights_a_run_starts_from():
             assert torch.allclose(value, result.model.state_dict()[name], atol=1e-9), name
     other = initial_model(architecture("resnet18", images.shape[1], config), seed=6)
     assert not torch.allclose(other.conv1.weight, start.conv1.weight)
+
+
+class Clock:
+    """A stand-in for training._clock that advances ``step`` seconds at every reading."""
+
+    def __init__(self, step):
+        self.now, self.step = 0.0, step
+
+    def __call__(self):
+        self.now += self.step
+        return self.now
+
+
+def written_epochs(monkeypatch):
+    """The epochs whose checkpoint train() writes, in order."""
+    import intrinsic.training as training
+
+    epochs = []
+    real_save = training.save_verified
+
+    def save(path, obj):
+        epochs.append(obj["epoch"])
+        real_save(path, obj)
+
+    monkeypatch.setattr(training, "save_verified", save)
+    return epochs
+
+
+def test_checkpoints_follow_the_interval_and_always_end_with_the_last_epoch(tmp_path, monkeypatch):
+    import intrinsic.training as training
+
+    images, labels = random_labels()
+    config = TrainConfig(**{**RESUME_CONFIG, "max_epochs": 7, "mode": "fixed_epochs"})
+    epochs = written_epochs(monkeypatch)
+    # The clock is read at the start and twice per epoch (the interval check and after a
+    # write): 2 s per reading; a write is due 5 s after the last one.
+    monkeypatch.setattr(training, "_clock", Clock(step=2.0))
+    train("resnet18", images, labels, config, tmp_path / "a.pt", log=lambda _m: None, checkpoint_every_s=5.0)
+    # start t=2; epoch 1 checks at 4 (2 s: no), epoch 2 at 6 (4 s: no), epoch 3 at 8 (6 s):
+    # write, read 10; epoch 4 at 12 (2 s), 5 at 14 (4 s), 6 at 16 (6 s): write; 7: the last
+    assert epochs == [3, 6, 7]
+    epochs.clear()
+    train("resnet18", images, labels, config, tmp_path / "b.pt", log=lambda _m: None, checkpoint_every_s=0)
+    assert epochs == [1, 2, 3, 4, 5, 6, 7]
+    with pytest.raises(ValueError, match="checkpoint_every_s must be >= 0"):
+        train("resnet18", images, labels, config, None, log=lambda _m: None, checkpoint_every_s=-1)
+
+
+def test_a_kill_between_interval_checkpoints_resumes_from_the_last_one_identically(tmp_path, monkeypatch):
+    import intrinsic.training as training
+
+    images, labels = random_labels()
+    config = TrainConfig(**{**RESUME_CONFIG, "max_epochs": 4, "mode": "fixed_epochs"})
+    uninterrupted = train("resnet18", images, labels, config, None, log=lambda _m: None)
+    epochs = written_epochs(monkeypatch)
+    monkeypatch.setattr(training, "_clock", Clock(step=2.0))
+
+    def kill_after_third(epoch, _entry):
+        if epoch == 3:
+            raise Killed
+
+    checkpoint = tmp_path / "run.pt"
+    with pytest.raises(Killed):
+        train("resnet18", images, labels, config, checkpoint, log=lambda _m: None, checkpoint_every_s=3.0,
+              on_epoch_end=kill_after_third)
+    assert epochs == [2]  # epoch 3 was lost with the kill
+    resumed = train("resnet18", images, labels, config, checkpoint, log=lambda _m: None, checkpoint_every_s=3.0)
+    assert resumed.resumed_from == 2 and resumed.epochs == 4
+    assert_same_state(uninterrupted.model, resumed.model)
+    assert losses(uninterrupted) == losses(resumed)
+
+
+@pytest.mark.parametrize("name", ["SIGUSR1", "SIGTERM"])
+def test_a_stop_signal_writes_the_checkpoint_at_the_end_of_the_epoch_and_raises(tmp_path, monkeypatch, name):
+    import os
+    import signal
+
+    from intrinsic.training import Interrupted, stop_on_signals, stop_requested
+
+    images, labels = random_labels()
+    config = TrainConfig(**{**RESUME_CONFIG, "max_epochs": 4, "mode": "fixed_epochs"})
+    uninterrupted = train("resnet18", images, labels, config, None, log=lambda _m: None)
+    epochs = written_epochs(monkeypatch)
+
+    def signal_in_epoch_two(epoch, _entry):  # called after epoch 1's checkpoint decision
+        if epoch == 1:
+            os.kill(os.getpid(), getattr(signal, name))
+
+    checkpoint = tmp_path / "run.pt"
+    messages = []
+    before = signal.getsignal(getattr(signal, name))
+    with stop_on_signals(), pytest.raises(Interrupted, match=f"stopped on {name} after epoch 2") as stopped:
+        train("resnet18", images, labels, config, checkpoint, log=messages.append, checkpoint_every_s=3600,
+              on_epoch_end=signal_in_epoch_two)
+    assert stopped.value.epoch == 2 and stopped.value.checkpoint == checkpoint
+    assert epochs == [2] and any(f"stopped on {name} after epoch 2; checkpoint" in m for m in messages)
+    assert signal.getsignal(getattr(signal, name)) == before and stop_requested() is None  # restored
+    resumed = train("resnet18", images, labels, config, checkpoint, log=lambda _m: None, checkpoint_every_s=3600)
+    assert resumed.resumed_from == 2
+    assert_same_state(uninterrupted.model, resumed.model)
+    assert losses(uninterrupted) == losses(resumed)

@@ -60,7 +60,7 @@ def test_dry_run_of_the_default_config(repo, tmp_path):
     counts = job_counts(snakemake(repo, tmp_path, "-n", "--quiet", "rules").stdout)
     assert counts["prepare_dataset"] == counts["label_sharpness"] == 4  # once per dataset
     assert counts["make_split"] == counts["dataset_properties"] == 4 * 2 * 3  # dataset x N x seed
-    assert counts["train_model"] == counts["evaluate_model"] == 4 * 2 * 2 * 3  # x model
+    assert counts["run_model"] == 4 * 2 * 2 * 3  # x model
     for rule in ("dataset_properties_table", "figure_dataset_properties", "grid_tables", "scaling_fits",
                  "sharpness_robustness", "generalization_figures", "sensitivity_study"):
         assert counts[rule] == 1, rule
@@ -71,7 +71,7 @@ def test_dry_run_of_the_default_config(repo, tmp_path):
 def test_dry_run_of_one_dataset_and_one_model(repo, tmp_path):
     counts = job_counts(snakemake(repo, tmp_path, "-n", "--quiet", "rules", "--config", "datasets=[digits]",
                                   "training={models: [resnet50]}").stdout)
-    assert counts["prepare_dataset"] == 1 and counts["train_model"] == 2 * 3
+    assert counts["prepare_dataset"] == 1 and counts["run_model"] == 2 * 3
 
 
 def test_unknown_model_is_a_schema_error(repo, tmp_path):
@@ -179,11 +179,12 @@ def test_tiny_run_is_complete_and_resumable(repo, tiny_run):
     assert "Nothing to be done" in result.stdout + result.stderr
 
 
-def test_attack_budget_edit_retrains_when_the_weights_were_temporary(repo, tiny_run):
-    # README, "Partial reruns": with keep_models false (here) the weights are gone, so new
-    # budgets retrain every run; tests/test_cluster_config.py checks keep_models true.
+def test_attack_budget_edit_reruns_every_run(repo, tiny_run):
+    # README, "Partial reruns": a run trains and evaluates in one job, so new budgets rerun it;
+    # with keep_models false (here) it trains again, with keep_models true it resumes its kept
+    # final checkpoint and only evaluates (tests/test_cluster_config.py).
     counts = rerun_counts(repo, tiny_run, TINY, {"evaluation": {"eps_255": [1, 2]}})
-    assert counts["train_model"] == counts["evaluate_model"] == 24, counts
+    assert counts["run_model"] == 24, counts
     assert "make_split" not in counts and "dataset_properties" not in counts
 
 
@@ -193,7 +194,7 @@ def test_adding_a_noise_level_or_variant_recomputes_nothing_that_does_not_depend
     counts = rerun_counts(repo, tiny_run, TINY, {"background_noise": {"levels": [0.0, 0.2]},
                                                  "variants": {"run": ["standard", "noise_class"]}})
     per_cell = 3 * 2 * 2 * 2  # dataset x model x N x seed
-    assert counts["train_model"] == counts["evaluate_model"] == 3 * per_cell, counts  # all but (0.0, standard)
+    assert counts["run_model"] == 3 * per_cell, counts  # all but (0.0, standard)
     assert counts["dataset_properties"] == 3 * 2 * 2, counts  # the new noise level's splits only
     for rule in ("prepare_dataset", "make_split", "label_sharpness"):
         assert rule not in counts, (rule, counts)

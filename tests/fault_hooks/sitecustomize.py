@@ -8,6 +8,7 @@ kills the process with SIGKILL at a chosen point (as a node failure, the OOM kil
     kill_after_epoch:K            after epoch K's checkpoint is written
     kill_in_checkpoint_write:K    half-way through writing the checkpoint of epoch K
     kill_in_cache_write           half-way through writing a cache's images.npy
+    kill_in_evaluation            when the run's evaluation starts (training is done)
 """
 
 import os
@@ -63,6 +64,13 @@ def _install(fault: str) -> None:
             return real_save_npy(path, array)
 
         cache._save_npy = _save_npy
+    elif name == "kill_in_evaluation":
+        from intrinsic import runs
+
+        def evaluate_trained(*_args, **_kwargs):
+            _die()
+
+        runs.evaluate_trained = evaluate_trained
     else:
         raise ValueError(f"INTRINSIC_TEST_FAULT: unknown fault {fault!r}")
 

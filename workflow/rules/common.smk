@@ -59,7 +59,7 @@ if _unknown:
 N_TRAIN = config["splits"]["n_train"]
 SEEDS = config["splits"]["seeds"]
 
-# d_data (rule dataset_properties) and d_repr (rule evaluate_model) are estimated on the N
+# d_data (rule dataset_properties) and d_repr (rule run_model) are estimated on the N
 # training images of a split (estimators.intrinsic_dimension): the MLE needs knn_k neighbours of
 # every image, so N >= knn_k + 1, and TwoNN keeps int(N (1 - twonn_discard_fraction)) of the
 # ratios r2/r1 and needs 2 (d_repr's TwoNN drops the default 0.1, which N >= 4 always satisfies).
@@ -199,11 +199,12 @@ def variant_options(wildcards):
 
 
 # Keys of `training` that do not change a trained model: cluster requests, bookkeeping, the
-# model list. Left out of train_model's params, so that editing them (e.g. a longer runtime, or
+# model list. Left out of run_model's params, so that editing them (e.g. a longer runtime, or
 # one more model) does not rerun finished trainings through Snakemake's params rerun trigger.
 # dataset_model_settings is left out too: its entry for the run's (dataset, model), if any, is
 # merged into model_settings, so an edit reruns only that dataset's runs of that model.
-NOT_TRAINING_SETTINGS = ("models", "resources", "gpus", "keep_models", "threads", "dataset_model_settings")
+NOT_TRAINING_SETTINGS = ("models", "resources", "gpus", "keep_models", "threads", "dataset_model_settings",
+                         "checkpoint_minutes")
 
 _unknown_overrides = [name for name in config["training"]["dataset_model_settings"] if name not in CATALOG]
 if _unknown_overrides:
@@ -224,7 +225,7 @@ def training_settings(wildcards):
 
 
 def run_request(name):
-    """A resource of a run's jobs from training.resources[model][name], growing with
+    """A resource of a run's job from training.resources[model][name], growing with
     each attempt: a job that died of its time or memory limit is retried with twice, thrice ..."""
     requests = config["training"]["resources"]
 
@@ -234,9 +235,24 @@ def run_request(name):
     return request
 
 
-def model_file(path):
-    """Weights are large (VGG: 0.5 GB at 224 px): deleted after evaluation unless kept."""
-    return path if config["training"]["keep_models"] else temp(path)
+def run_runtime(wildcards, attempt):
+    """Minutes of a run's job: its training and its evaluation budget, times the attempt."""
+    budget = config["training"]["resources"][wildcards.model]
+    return (budget["train_runtime_min"] + budget["eval_runtime_min"]) * attempt
+
+
+def model_output(path):
+    """The run's weights as an output only when kept (VGG: 0.5 GB at 224 px); otherwise the
+    model lives only in the job's memory between training and evaluation."""
+    return {"model": path} if config["training"]["keep_models"] else {}
+
+
+def evaluation_settings(wildcards):
+    """What a run's evaluation depends on: the evaluation section with one list of budgets on
+    the [0, 1] scale, the kNN k of d_repr and the rank energy."""
+    options = {key: value for key, value in config["evaluation"].items() if key not in ("eps_255", "eps")}
+    return {**options, "eps": ATTACK_EPS, "knn_k": config["properties"]["knn_k"],
+            "rank_energy": config["rank"]["energy"]}
 
 
 def figure_report(name, category):

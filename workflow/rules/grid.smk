@@ -1,68 +1,39 @@
-# The experiment grid: one training run per RUN_AXES combination, then its evaluation.
-# Both rules share the group "run", so a cluster runs them in one job on one GPU allocation
-# (the Snakefile scopes gpu as "local": a group asks for the most any of its steps needs).
+# The experiment grid: one job per RUN_AXES combination trains a model and evaluates it in one
+# process (torch imported and the data read once per run). Runs share the group "runs": a
+# cluster profile may pack several into one submission (--group-components runs=R).
 
 
-rule train_model:
+rule run_model:
     input:
         cache=CACHE,
         split=f"results/splits/{SPLIT_PATH}.npz",
     output:
-        model=model_file(f"results/models/{RUN_PATH}.pt"),
-        record=f"results/runs/{RUN_PATH}/training.json",
+        training=f"results/runs/{RUN_PATH}/training.json",
+        record=f"results/runs/{RUN_PATH}/evaluation.json",
+        jacobians=f"results/runs/{RUN_PATH}/jacobian_norms.npz",
+        **model_output(f"results/models/{RUN_PATH}.pt"),
     params:
         run=run_keys,
         training=training_settings,
         variant=variant_options,
         background=background_options,
+        evaluation=evaluation_settings,
         # Resume state of a killed job; not an output, so Snakemake leaves it in place.
         checkpoints=f"results/checkpoints/{RUN_PATH}",
+        checkpoint_every_s=config["training"]["checkpoint_minutes"] * 60,
+        keep_checkpoint=config["training"]["keep_models"],
     threads: config["training"]["threads"]
     resources:
         mem_mb=run_request("mem_mb"),
-        runtime=run_request("train_runtime_min"),
+        runtime=run_runtime,
         gpu=config["training"]["gpus"],
     group:
-        "run"
+        "runs"
     log:
-        f"results/logs/train_model/{RUN_PATH}.log",
+        f"results/logs/run_model/{RUN_PATH}.log",
     benchmark:
-        f"results/benchmarks/train_model/{RUN_PATH}.tsv"
+        f"results/benchmarks/run_model/{RUN_PATH}.tsv"
     conda:
         CONDA_ENV
     script:
-        "../scripts/train_model.py"
-
-
-rule evaluate_model:
-    input:
-        cache=CACHE,
-        split=f"results/splits/{SPLIT_PATH}.npz",
-        model=f"results/models/{RUN_PATH}.pt",
-        training=f"results/runs/{RUN_PATH}/training.json",
-    output:
-        record=f"results/runs/{RUN_PATH}/evaluation.json",
-        jacobians=f"results/runs/{RUN_PATH}/jacobian_norms.npz",
-    params:
-        run=run_keys,
-        evaluation={key: value for key, value in config["evaluation"].items() if key not in ("eps_255", "eps")},
-        eps=ATTACK_EPS,
-        knn_k=config["properties"]["knn_k"],
-        rank_energy=config["rank"]["energy"],
-        background=background_options,
-        device=config["training"]["device"],
-    threads: config["training"]["threads"]
-    resources:
-        mem_mb=run_request("mem_mb"),
-        runtime=run_request("eval_runtime_min"),
-        gpu=config["training"]["gpus"],
-    group:
-        "run"
-    log:
-        f"results/logs/evaluate_model/{RUN_PATH}.log",
-    benchmark:
-        f"results/benchmarks/evaluate_model/{RUN_PATH}.tsv"
-    conda:
-        CONDA_ENV
-    script:
-        "../scripts/evaluate_model.py"
+        "../scripts/run_model.py"

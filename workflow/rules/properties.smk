@@ -10,7 +10,7 @@ rule dataset_properties:
         background=background_options,
     threads: config["properties"]["threads"]
     resources:
-        mem_mb=4000,
+        mem_mb=config["properties"]["mem_mb"],
     # Minutes each: on a cluster, profiles/default packs one dataset's worth into one submission.
     group:
         "properties"

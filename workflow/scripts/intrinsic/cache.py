@@ -42,8 +42,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
-from skimage.color import rgb2gray
-from skimage.transform import resize
 
 from . import __version__
 from .io import ArtefactError, atomic_directory, atomic_write, read_json, rebuild_hint, write_json
@@ -172,6 +170,11 @@ def to_unit_range(image: np.ndarray) -> np.ndarray:
 
 def convert_image(image: np.ndarray, size: int, channels: int) -> np.ndarray:
     """Resize one [0, 1] image to (channels, size, size) float32, anti-aliased."""
+    # Imported here: only preparing a cache needs scikit-image, and its import (0.36 s) would
+    # otherwise be paid by every job that reads a cache.
+    from skimage.color import rgb2gray
+    from skimage.transform import resize
+
     image = np.asarray(image, dtype=np.float32)
     if image.ndim == 3 and image.shape[-1] == 4:
         image = image[..., :3]  # drop alpha
@@ -200,6 +203,8 @@ def resize_mask(mask: np.ndarray, size: int) -> np.ndarray:
     resized with the image's own filter (``convert_image``: bilinear, anti-aliased when
     shrinking) and thresholded at > 0.5, so a pixel is background when its resized value comes
     mostly from background pixels (a tie counts as foreground)."""
+    from skimage.transform import resize  # see convert_image
+
     mask = np.asarray(mask, dtype=bool)
     if mask.shape == (size, size):
         return mask.copy()

@@ -283,9 +283,9 @@ def representation_dimension(model: nn.Module, images: torch.Tensor, k: int = 20
     (``rank.rank_summary``): "repr_energy_rank", "repr_effective_rank".
     """
     _check_inputs(images)
-    _resolve_device(model, device)
+    device = _resolve_device(model, device)
     features = representations(model, images, batch_size, layer)
-    result = intrinsic_dimension(features, k=k)
+    result = intrinsic_dimension(features, k=k, device=device)  # the neighbour search on the model's device
     measures = {"d_repr_mle": result["d_mle"], "d_repr_twonn": result["d_twonn"],
                 "n_repr_duplicates": result["n_duplicates"]}
     if rank_energy is not None:

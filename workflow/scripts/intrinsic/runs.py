@@ -1,19 +1,22 @@
-"""One grid run: train a model on one split, then evaluate it. What the workflow's rules call.
+"""One grid run: train a model on one split, then evaluate it, in one process (``run_model``,
+what the workflow's rule calls): the data is read and torch imported once per run.
 
-A run is identified by its ``keys`` (the grid axes: dataset, model, n_train, seed, and any axis a
-later config adds). The keys are copied into every record, so a new axis becomes a column of the
-tidy tables without code changes.
+A run is identified by its ``keys`` (the grid axes: dataset, model, noise, variant, n_train,
+seed, and any axis a later config adds). The keys are copied into every record, so a new axis
+becomes a column of the tidy tables without code changes.
 
 Files of one run (paths chosen by the workflow):
-    model        float32 weights + the build_model arguments (``models.save_model``)
     training     JSON: keys, settings, epochs, fitted, per-epoch history, device, seconds
-    checkpoints  a folder per run: the resume state (written every epoch, ``training.train``),
-                 checkpoints of earlier settings or set aside, and the run's lock file. It is
-                 not a workflow output, so Snakemake keeps it when a job is killed; a successful
-                 training removes the whole folder once the model and record are written.
-    evaluation   JSON: {"run": one flat row of runs.csv, "attacks": rows of attacks.csv}
+    evaluation   JSON: {"run": one flat row of runs.csv, "attacks": rows of attacks.csv,
+                 "epochs": rows of epochs.csv}
+    jacobians    .npz: per-sample Jacobian norms at the test and training points
+    model        (optional) float32 weights + the build_model arguments (``models.save_model``)
+    checkpoints  a folder per run: the resume state (``training.train``), checkpoints of earlier
+                 settings or set aside, and the run's lock file. It is not a workflow output, so
+                 Snakemake keeps it when a job is killed; a successful run removes the whole
+                 folder once its records are written (or keeps the final checkpoint, when asked).
 
-One trainer per run at a time: ``train_run`` holds an exclusive lock in the run's checkpoint
+One trainer per run at a time: ``run_model`` holds an exclusive lock in the run's checkpoint
 folder, so a second trainer (e.g. a rerun while the job of a Snakemake process that died is
 still training) fails at once, naming the holder, instead of training from the same checkpoint.
 """
@@ -34,10 +37,10 @@ from .background import noisy_images
 from .evaluation import (
     attack_penalties, evaluate, filter_rank, jacobian_norms, prediction_summary, representation_dimension,
 )
-from .io import exclusive_lock, read_json, save_arrays, write_json
-from .models import initial_model, load_model, save_model
+from .io import exclusive_lock, save_arrays, write_json
+from .models import initial_model, save_model
 from .splits import load_split
-from .training import TrainConfig, architecture
+from .training import Interrupted, TrainConfig, architecture, stop_requested
 from .variants import train_variant
 
 
@@ -100,31 +103,53 @@ STANDARD = {"name": "standard"}
 CLEAN = {"noise": 0.0, "threshold": None}
 
 
-def train_run(keys: dict, cache_folder, split_path, config: TrainConfig, model_path, record_path,
-              checkpoint_folder, log: Any = None, progress: bool = False, *, variant: dict | None = None,
-              background: dict | None = None) -> dict:
-    """Train ``keys["model"]`` on the split's training set, as ``variant`` says
-    ({"name": one of variants.VARIANTS, **its options}; default standard) on images with
-    ``background`` noise ({"noise": sigma, "threshold": ...}; default clean); the test set's
-    loss and accuracy are recorded every epoch. Write the model and the record, then remove the
-    run's checkpoint folder (its resume state, superseded or set-aside checkpoints and partial
-    files of killed writes: the model file now holds the result)."""
+def run_model(keys: dict, cache_folder, split_path, config: TrainConfig, *, training_path, evaluation_path,
+              checkpoint_folder, evaluation: dict, jacobians_path=None, model_path=None, keep_checkpoint: bool = False,
+              checkpoint_every_s: float = 0.0, variant: dict | None = None, background: dict | None = None,
+              log: Any = None, progress: bool = False, on_epoch_end=None) -> dict:
+    """One run in one process: train, then evaluate the trained model, from one read of the data.
+
+    Training: ``keys["model"]`` on the split's training set, as ``variant`` says ({"name": one
+    of variants.VARIANTS, **its options}; default standard), on images with ``background`` noise
+    ({"noise": sigma, "threshold": ...}; default clean); the test set's loss and accuracy are
+    recorded every epoch; checkpoints every ``checkpoint_every_s`` seconds (0: every epoch), after
+    the last epoch and on a stop signal (``training.train``). ``training_path`` gets the training
+    record, ``model_path`` (if given) the float32 weights. If a stop signal came during training
+    (``training.stop_on_signals``), ``training.Interrupted`` is raised before the evaluation: its
+    final checkpoint is written, so the retry resumes with nothing to train.
+
+    Evaluation (``evaluate_trained``): ``evaluation`` holds its options (eps on the [0, 1]
+    scale, attacks, pgd_steps, knn_k, batch_size, representation_layer, rank_energy); its record
+    goes to ``evaluation_path``, per-sample Jacobian norms to ``jacobians_path``.
+
+    Afterwards the run's checkpoint folder (resume state, superseded or set-aside checkpoints,
+    partial files of killed writes) is removed, unless ``keep_checkpoint``: then the final
+    checkpoint stays, and a rerun with other evaluation options resumes it with nothing to train
+    instead of training again. Returns {"training": record, "evaluation": record}.
+    """
     started = time.perf_counter()
     variant = dict(variant or STANDARD)
     background = dict(background or CLEAN)
     name = variant.pop("name")
     folder = Path(checkpoint_folder)
     with exclusive_lock(folder / "lock", f"training of run {keys}"):
-        arrays, _ = _split_arrays(cache_folder, split_path, ("train", "test"), noise=background["noise"],
-                                  seed=keys["seed"], threshold=background["threshold"])
+        arrays, meta = _split_arrays(cache_folder, split_path, ("train", "test"), noise=background["noise"],
+                                     seed=keys["seed"], threshold=background["threshold"])
         images, labels, train_index = arrays["train"]
         test_images, test_labels, _ = arrays["test"]
         outcome = train_variant(name, keys["model"], images, labels, config, options=variant, seed=int(keys["seed"]),
                                 checkpoint_path_for=lambda settings: checkpoint_path(folder, settings),
-                                eval_set=(test_images, test_labels), log=log, progress=progress, started=started)
+                                eval_set=(test_images, test_labels), log=log, progress=progress, started=started,
+                                checkpoint_every_s=checkpoint_every_s, on_epoch_end=on_epoch_end)
         result = outcome.result
+        signalled = stop_requested()
+        if signalled:
+            raise Interrupted(f"{keys['model']}: stopped on {signalled} at the end of training, before the "
+                              "evaluation; the final checkpoint is written", result.epochs, None)
         trained_config = outcome.config
-        save_model(model_path, result.model, architecture(keys["model"], images.shape[1], trained_config))
+        built = architecture(keys["model"], images.shape[1], trained_config)
+        if model_path is not None:
+            save_model(model_path, result.model, built)
         record = {
             **keys,
             "epochs": result.epochs,
@@ -145,11 +170,14 @@ def train_run(keys: dict, cache_folder, split_path, config: TrainConfig, model_p
             "first_pass_history": outcome.first_pass_history,
             "history": result.history,
         }
-        write_json(record_path, record)
-    # After the lock is released (an open lock file cannot be removed on NFS); a clean-up error
-    # must not fail a run whose outputs are written.
-    shutil.rmtree(folder, ignore_errors=True)
-    return record
+        write_json(training_path, record)
+        evaluated = evaluate_trained(keys, result.model, built, record, arrays, meta, evaluation_path,
+                                     jacobians_path, device=result.device, **evaluation)
+    if not keep_checkpoint:
+        # After the lock is released (an open lock file cannot be removed on NFS); a clean-up
+        # error must not fail a run whose outputs are written.
+        shutil.rmtree(folder, ignore_errors=True)
+    return {"training": record, "evaluation": evaluated}
 
 
 def epoch_rows(keys: dict, trained: dict) -> list[dict]:
@@ -166,24 +194,19 @@ def epoch_rows(keys: dict, trained: dict) -> list[dict]:
     return rows
 
 
-def evaluate_run(keys: dict, cache_folder, split_path, model_path, training_record, evaluation_path,
-                 jacobians_path=None, *, eps: list[float], attacks: list[str], pgd_steps: int, knn_k: int,
-                 batch_size: int = 256, device: str = "auto", representation_layer: str = "final_linear_input",
-                 rank_energy: float = 0.99, background: dict | None = None) -> dict:
+def evaluate_trained(keys: dict, model, built: dict, trained: dict, arrays: dict, meta: dict, evaluation_path,
+                     jacobians_path=None, *, eps: list[float], attacks: list[str], pgd_steps: int, knn_k: int,
+                     batch_size: int = 256, device: str = "cpu", representation_layer: str = "final_linear_input",
+                     rank_energy: float = 0.99) -> dict:
     """Generalization, robustness (at budgets ``eps`` on the [0, 1] scale), d_repr and rank (at
     ``representation_layer``, models.REPRESENTATION_LAYERS), the rank of the first convolution's
     filters, and the Jacobian norm at test and training points (Novak et al. 2018) of one
-    trained model (float32), on the images the model was trained with (``background`` noise).
-    ``jacobians_path``: an .npz of the per-sample Jacobian norms ("test", "train") and their
-    cache indices."""
+    trained ``model`` (float32, on ``device``; ``built``: its build_model arguments), on the
+    images it was trained with (``arrays``: {part: (uint8 images, labels, cache indices)} of
+    the split's train and test sets, background noise included; ``meta``: the cache's).
+    ``trained``: the training record. ``jacobians_path``: an .npz of the per-sample Jacobian
+    norms ("test", "train") and their cache indices."""
     started = time.perf_counter()
-    device = resolve_device(device)
-    background = dict(background or CLEAN)
-    model, built = load_model(model_path, device)
-    trained = read_json(training_record, required=("epochs", "fitted", "resumed_from", "train_seconds",
-                                                    "device", "settings", "history"))
-    arrays, meta = _split_arrays(cache_folder, split_path, ("train", "test"), noise=background["noise"],
-                                 seed=keys["seed"], threshold=background["threshold"])
     train_x, train_y = _as_tensors(*arrays["train"][:2])
     test_x, test_y = _as_tensors(*arrays["test"][:2])
     on_train = evaluate(model, train_x, train_y, batch_size)
@@ -228,7 +251,6 @@ def evaluate_run(keys: dict, cache_folder, split_path, model_path, training_reco
         "train_seconds": trained["train_seconds"],
         "eval_seconds": round(time.perf_counter() - started, 3),
         "device": trained["device"],
-        "eval_device": device,
     }
     # eps_255 of a budget given on the [0, 1] scale is real (0.01 -> 2.55), rounded so that
     # 2/255 reads back as 2.0 exactly.

@@ -222,6 +222,7 @@ def train_variant(
     progress: bool = False,
     started: float | None = None,
     on_epoch_end: Callable[[str, int, dict], None] | None = None,
+    checkpoint_every_s: float = 0.0,
 ) -> VariantResult:
     """Train ``model_name`` on the binary training set (uint8 ``images``, 0/1 ``labels``) as
     ``variant`` says (see the module docstring).
@@ -232,6 +233,7 @@ def train_variant(
         that pass's config (None, or returning None: no checkpoints). eval_set: passed to every
         pass (``training.train``): test loss/accuracy per epoch. on_epoch_end: test hook,
         ``on_epoch_end(pass_name, epoch, entry)`` with pass_name "first_pass" or "final".
+        checkpoint_every_s: when each pass writes its checkpoint (``training.train``).
     A standard run is exactly ``train(model_name, images, labels, config, ...)``.
     """
     options = variant_options(variant, options)
@@ -245,7 +247,7 @@ def train_variant(
             return None
         return lambda epoch, entry: on_epoch_end(pass_name, epoch, entry)
 
-    common = dict(log=log, progress=progress, eval_set=eval_set)
+    common = dict(log=log, progress=progress, eval_set=eval_set, checkpoint_every_s=checkpoint_every_s)
     labels = np.asarray(labels)
 
     if variant == "standard":
