@@ -319,9 +319,9 @@ def test_a_stop_signal_during_training_raises_before_the_evaluation(tmp_path, sq
         return real_train(*args, **{**kwargs, "on_epoch_end": signal_self})
 
     monkeypatch.setattr(variants, "train", signalled_in_the_last_epoch)
-    with stop_on_signals(), pytest.raises(Interrupted, match="stopped on SIGUSR1 at the end of training"):
+    with stop_on_signals(), pytest.raises(Interrupted, match="stopped on SIGUSR1 at the end of training") as stopped:
         train_squares(tmp_path, squares, checkpoint_every_s=3600)
-    assert not (tmp_path / "evaluation.json").exists()
+    assert not (tmp_path / "evaluation.json").exists() and stopped.value.checkpoint.exists()
     # max_epochs = 2: the signal came in the last epoch, whose checkpoint is written in any case
     assert len(list((tmp_path / "checkpoints").glob("*.pt"))) == 1
     monkeypatch.setattr(variants, "train", real_train)

@@ -247,12 +247,15 @@ def model_output(path):
     return {"model": path} if config["training"]["keep_models"] else {}
 
 
-def evaluation_settings(wildcards):
-    """What a run's evaluation depends on: the evaluation section with one list of budgets on
-    the [0, 1] scale, the kNN k of d_repr and the rank energy."""
-    options = {key: value for key, value in config["evaluation"].items() if key not in ("eps_255", "eps")}
-    return {**options, "eps": ATTACK_EPS, "knn_k": config["properties"]["knn_k"],
-            "rank_energy": config["rank"]["energy"]}
+# What a run's evaluation depends on (the same for every run, so built once, not per job): the
+# evaluation section with one list of budgets on the [0, 1] scale, the kNN k of d_repr and the
+# rank energy.
+EVALUATION_SETTINGS = {
+    **{key: value for key, value in config["evaluation"].items() if key not in ("eps_255", "eps")},
+    "eps": ATTACK_EPS,
+    "knn_k": config["properties"]["knn_k"],
+    "rank_energy": config["rank"]["energy"],
+}
 
 
 def figure_report(name, category):

@@ -17,7 +17,7 @@ rule run_model:
         training=training_settings,
         variant=variant_options,
         background=background_options,
-        evaluation=evaluation_settings,
+        evaluation=EVALUATION_SETTINGS,
         # Resume state of a killed job; not an output, so Snakemake leaves it in place.
         checkpoints=f"results/checkpoints/{RUN_PATH}",
         checkpoint_every_s=config["training"]["checkpoint_minutes"] * 60,

@@ -145,7 +145,8 @@ def run_model(keys: dict, cache_folder, split_path, config: TrainConfig, *, trai
         signalled = stop_requested()
         if signalled:
             raise Interrupted(f"{keys['model']}: stopped on {signalled} at the end of training, before the "
-                              "evaluation; the final checkpoint is written", result.epochs, None)
+                              "evaluation; the final checkpoint is written", result.epochs,
+                              checkpoint_path(folder, outcome.config))
         trained_config = outcome.config
         built = architecture(keys["model"], images.shape[1], trained_config)
         if model_path is not None:

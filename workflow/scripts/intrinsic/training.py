@@ -417,6 +417,8 @@ def train(
     record_sample_correctness: also record, per epoch, which training samples the eval-mode
         model classifies correctly (``TrainResult.sample_correct``; from the fit check).
     """
+    if checkpoint_every_s < 0:
+        raise ValueError(f"checkpoint_every_s must be >= 0, got {checkpoint_every_s}")
     segment_started = time.perf_counter() if started is None else started
     info = _log_function(log)
     device = _resolve_device(config.device)
@@ -499,17 +501,19 @@ def train(
         def autocast():
             return torch.autocast(device_type="cuda", dtype=torch.bfloat16, enabled=use_bf16)
 
-        if checkpoint_every_s < 0:
-            raise ValueError(f"checkpoint_every_s must be >= 0, got {checkpoint_every_s}")
         last_written = _clock()
         epoch = start_epoch
         # fixed_epochs ignores the fit streak for stopping; it still decides `fitted` below.
         stop_when_fitted = config.mode == "until_fit"
+
+        def finished() -> bool:
+            return epoch >= config.max_epochs or (stop_when_fitted and streak >= config.fit_patience)
+
         if stop_when_fitted and streak >= config.fit_patience:
             info(f"{model_name}: checkpoint already fits its training set; nothing to train")
-        elif epoch >= config.max_epochs:
+        elif finished():
             info(f"{model_name}: checkpoint is at max_epochs ({config.max_epochs}); nothing to train")
-        while epoch < config.max_epochs and not (stop_when_fitted and streak >= config.fit_patience):
+        while not finished():
             epoch += 1
             epoch_started = time.perf_counter()
             model.train()
@@ -562,7 +566,7 @@ def train(
                  f"running acc {running_accuracy:.4f}, train acc (eval) {train_accuracy:.4f}, "
                  f"{entry['seconds']:.1f} s")
             stop_signal = stop_requested()
-            last_epoch = epoch >= config.max_epochs or (stop_when_fitted and streak >= config.fit_patience)
+            last_epoch = finished()
             due = checkpoint_every_s == 0 or _clock() - last_written >= checkpoint_every_s
             if path is not None and (due or last_epoch or stop_signal):
                 ckpt = {
