@@ -41,6 +41,7 @@ include: "workflow/rules/prepare.smk"
 include: "workflow/rules/properties.smk"
 include: "workflow/rules/grid.smk"
 include: "workflow/rules/analysis.smk"
+include: "workflow/rules/appendix.smk"
 
 
 rule all:
@@ -52,4 +53,5 @@ rule all:
         rules.sharpness_robustness.output,
         rules.generalization_figures.output,
         study_outputs(),
+        appendix_outputs(),
     default_target: True

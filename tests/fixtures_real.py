@@ -99,28 +99,38 @@ def write_dicom(
     slope: float = 2.0,
     intercept: float = -1024.0,
     photometric: str = "MONOCHROME2",
+    series_uid: str | None = None,
 ) -> None:
-    """A CT-like DICOM file with identifying header values (name, id, date, UIDs)."""
+    """A CT-like DICOM file with identifying header values (name, id, date, UIDs).
+
+    ``pixels`` (frames, rows, columns) writes a multi-frame file (NumberOfFrames = frames) of the
+    ultrasound multi-frame class, like the Prostate-MRI-US-Biopsy 3D ultrasound volumes.
+    Series UID: ``series_uid``, default the study UID + ".1".
+    """
     import pydicom
     from pydicom.dataset import FileMetaDataset
-    from pydicom.uid import CTImageStorage, ExplicitVRLittleEndian
+    from pydicom.uid import CTImageStorage, ExplicitVRLittleEndian, UltrasoundMultiFrameImageStorage
 
+    pixels = np.asarray(pixels)
+    sop_class = UltrasoundMultiFrameImageStorage if pixels.ndim == 3 else CTImageStorage
     meta = FileMetaDataset()
-    meta.MediaStorageSOPClassUID = CTImageStorage
+    meta.MediaStorageSOPClassUID = sop_class
     meta.MediaStorageSOPInstanceUID = sop_uid
     meta.TransferSyntaxUID = ExplicitVRLittleEndian
     ds = pydicom.Dataset()
     ds.file_meta = meta
-    ds.SOPClassUID = CTImageStorage
+    ds.SOPClassUID = sop_class
     ds.SOPInstanceUID = sop_uid
     ds.StudyInstanceUID = study_uid
-    ds.SeriesInstanceUID = study_uid + ".1"
+    ds.SeriesInstanceUID = series_uid or study_uid + ".1"
     ds.PatientName = SECRET_NAME
     ds.PatientID = patient_id
     ds.StudyDate = SECRET_DATE
     ds.PatientBirthDate = SECRET_DATE
-    ds.Modality = "CT"
-    ds.Rows, ds.Columns = pixels.shape
+    ds.Modality = "US" if pixels.ndim == 3 else "CT"
+    if pixels.ndim == 3:
+        ds.NumberOfFrames = pixels.shape[0]
+    ds.Rows, ds.Columns = pixels.shape[-2:]
     ds.SamplesPerPixel = 1
     ds.PhotometricInterpretation = photometric
     ds.BitsAllocated = 16
@@ -134,11 +144,12 @@ def write_dicom(
     ds.save_as(path, enforce_file_format=True)
 
 
-def write_nifti(path: Path, volume: np.ndarray) -> None:
+def write_nifti(path: Path, volume: np.ndarray, affine: np.ndarray | None = None) -> None:
+    """A NIfTI-1 volume; ``affine`` default the identity (RAS+, stored as the canonical orientation)."""
     import nibabel
 
     path.parent.mkdir(parents=True, exist_ok=True)
-    nibabel.Nifti1Image(np.asarray(volume), np.eye(4)).to_filename(str(path))
+    nibabel.Nifti1Image(np.asarray(volume), np.eye(4) if affine is None else affine).to_filename(str(path))
 
 
 def write_medmnist(path: Path, sizes: dict[str, int], side: int = 28, rgb: bool = False,

@@ -46,7 +46,7 @@ def test_schema_fills_defaults(schema):
     [
         (lambda c: c["splits"].update(n_train=[100, 151]), "151"),
         (lambda c: c["image"].update(channels=2), "2"),
-        (lambda c: c["dataset_catalog"]["digits"].update(domain="astronomy"), "astronomy"),
+        (lambda c: c["dataset_catalog"]["digits"].update(domain="astro/physics"), "astro/physics"),  # free text, but a folder-safe word
         (lambda c: c["dataset_catalog"]["digits"]["source"].update(type="dicom_magic"), "dicom_magic"),
         (lambda c: c.update(imgae={"size": 32}), "imgae"),
         (lambda c: c["properties"].update(knn_k="twenty"), "twenty"),

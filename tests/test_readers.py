@@ -112,6 +112,11 @@ def test_svhn_mat_files_map_label_10_to_digit_0(tmp_path):
     # the fixture's pixel value is 20 * digit + 1
     assert [round(float(image[0, 0, 0]) * 255) for image in raw.images] == [1, 21, 1, 21, 21, 1]
     assert raw.images[0].shape == (32, 32, 3)
+    capped = load_source("svhn", {**source, "max_per_class": 2})  # keys: the group strings
+    for label, digit in ((0, 10), (1, 1)):
+        members = [f"SVHN:{split}:{i}" for split, labels in (("train", [10, 1, 2, 10, 1]), ("test", [1, 10]))
+                   for i, y in enumerate(labels) if y == digit]
+        assert sorted(g for g, y in zip(capped.groups, capped.labels) if y == label) == chosen_by_hash(members, 2)
 
 
 # ----------------------------------------------------------------------------------------------
@@ -672,3 +677,458 @@ def test_nifti_background_is_the_voxels_at_or_below_the_foreground_threshold(tmp
     dropped = load_source("brats", {**BRATS, "root": str(tmp_path / "brats")})
     assert len(dropped.backgrounds) == len(dropped.images) == 10
     assert not any(mask.all() for mask in dropped.backgrounds)
+
+
+# ----------------------------------------------------------------------------------------------
+# Options that define a task as the study's authors prepared it: max_per_class,
+# image_max_scaling, image_csv path_template, image_folder include_classes, DICOM frames /
+# series keys / modality_lut, NIfTI orientation / ambiguous slices / brain area.
+
+
+def chosen_by_hash(keys, n, salt=DEFAULT_GROUP_SALT):
+    """What max_per_class should keep of one class: the n keys with the smallest salted hash."""
+    return sorted(sorted(keys, key=lambda k: sha16(salt, "max_per_class:" + k))[:n])
+
+
+def kept_paths(raw, values_to_path):
+    """The relative paths of a RawDataset's images, told by their pixel value."""
+    return [values_to_path[round(float(image.flat[0]) * 255)] for image in raw.images]
+
+
+def make_valued_tree(root, classes, n_per_class, start=0):
+    """root/<class>/img_<i>.png holding the constant value start + 10 * class + i (i < 10)."""
+    path_of = {}
+    for c, folder in enumerate(classes):
+        for i in range(n_per_class):
+            value = start + 10 * c + i
+            write_png(root / folder / f"img_{i}.png", np.full((4, 4), value))
+            path_of[value] = f"{folder}/img_{i}.png"
+    return path_of
+
+
+def test_max_per_class_keeps_the_smallest_salted_hashes_whatever_else_the_folder_holds(tmp_path):
+    path_of = make_valued_tree(tmp_path / "tree", ["a", "b"], 6)
+    source = {"type": "image_folder", "root": str(tmp_path / "tree"), "max_per_class": 2}
+    raw = load_source("ds", source)
+    expected = chosen_by_hash([f"a/img_{i}.png" for i in range(6)], 2) + chosen_by_hash(
+        [f"b/img_{i}.png" for i in range(6)], 2)
+    assert kept_paths(raw, path_of) == expected
+    assert list(raw.labels) == [0, 0, 1, 1]
+    assert raw.provenance["max_per_class_counts"] == {"before": {"a": 6, "b": 6}, "after": {"a": 2, "b": 2}}
+    assert raw.provenance["options"]["max_per_class"] == 2
+    again = load_source("ds", source)
+    assert all(np.array_equal(x, y) for x, y in zip(raw.images, again.images))
+    # another salt, another (equally deterministic) choice
+    salted = load_source("ds", {**source, "group_salt": "pepper"})
+    assert kept_paths(salted, path_of) == chosen_by_hash([f"a/img_{i}.png" for i in range(6)], 2, "pepper") + \
+        chosen_by_hash([f"b/img_{i}.png" for i in range(6)], 2, "pepper")
+    # Unrelated files: a third class, and files of class a that rank after the chosen ones.
+    make_valued_tree(tmp_path / "tree", ["c"], 3, start=100)
+    limit = max(sha16(DEFAULT_GROUP_SALT, "max_per_class:" + k) for k in expected[:2])
+    extra = [f"extra_{i}.png" for i in range(40)
+             if sha16(DEFAULT_GROUP_SALT, f"max_per_class:a/extra_{i}.png") > limit][:5]
+    for file_name in extra:
+        write_png(tmp_path / "tree" / "a" / file_name, np.full((4, 4), 200))
+    more = load_source("ds", {**source, "classes": ["a", "b"], "drop_other": True})
+    assert kept_paths(more, path_of) == expected
+    assert more.provenance["max_per_class_counts"]["before"] == {"a": 11, "b": 6}
+    for bad in (0, True, 1.5):
+        with pytest.raises(DatasetError, match=r"'ds'.*option 'max_per_class' must be an integer >= 1"):
+            load_source("ds", {**source, "max_per_class": bad})
+
+
+def test_max_per_class_never_decodes_the_files_it_leaves_out(tmp_path):
+    names = [f"img_{i}.png" for i in range(6)]
+    ranked = sorted(names, key=lambda n: sha16(DEFAULT_GROUP_SALT, f"max_per_class:a/{n}"))
+    for file_name in names:
+        write_png(tmp_path / "tree" / "a" / file_name, np.full((4, 4), 7))
+        write_png(tmp_path / "tree" / "b" / file_name, np.full((4, 4), 9))
+    (tmp_path / "tree" / "a" / ranked[-1]).write_bytes(b"\x89PNG\r\n\x1a\n broken")  # never chosen
+    folder = {"type": "image_folder", "root": str(tmp_path / "tree"), "max_per_class": 5}
+    assert len(load_source("ds", folder).images) == 10
+    listed = {"type": "image_csv", "csv": str(tmp_path / "tree" / "list.csv"), "max_per_class": 5}
+    write_csv(tmp_path / "tree" / "list.csv", ["path", "label"], [[f"{c}/{n}", c] for c in "ab" for n in names])
+    assert len(load_source("ds", listed).images) == 10
+    # The same corrupt file, chosen, is decoded and fails: the test above can fail.
+    (tmp_path / "tree" / "a" / ranked[0]).write_bytes(b"\x89PNG\r\n\x1a\n broken")
+    for source in (folder, listed):
+        with pytest.raises(DatasetError, match=rf"a/{ranked[0]}.*unreadable or corrupt"):
+            load_source("ds", source)
+
+
+def test_max_per_class_on_nifti_slices_and_medmnist_images(tmp_path):
+    make_brats(tmp_path / "brats")
+    source = {**BRATS, "root": str(tmp_path / "brats"), "min_foreground": 0.0, "max_per_class": 2}
+    full = load_source("brats", {**source, "max_per_class": None})
+    raw = load_source("brats", source)
+    volumes = [f"BraTS20_Training_00{c}/BraTS20_Training_00{c}_flair.nii.gz" for c in (1, 2)]
+    tumour = {(0, 2), (0, 3), (1, 4)}
+    keys = {label: [f"{volumes[v]}#slice{s}" for v in (0, 1) for s in range(6) if ((v, s) in tumour) == label]
+            for label in (False, True)}
+    chosen = set(chosen_by_hash(keys[False], 2) + chosen_by_hash(keys[True], 2))
+    order = [f"{volumes[v]}#slice{s}" for v in (0, 1) for s in range(6)]
+    expected = [order.index(k) for k in order if k in chosen]
+    assert all(np.array_equal(raw.images[i], full.images[j]) for i, j in enumerate(expected))
+    assert list(raw.labels) == [full.labels[j] for j in expected]
+    assert raw.provenance["max_per_class_counts"] == {"before": {"no_tumour": 9, "tumour": 3},
+                                                      "after": {"no_tumour": 2, "tumour": 2}}
+    write_medmnist(tmp_path / "m.npz", {"train": 12, "test": 6})
+    everything = load_source("m", {"type": "medmnist", "npz": str(tmp_path / "m.npz")})
+    capped = load_source("m", {"type": "medmnist", "npz": str(tmp_path / "m.npz"), "max_per_class": 3})
+    for label in (0, 1):
+        members = [g for g, y in zip(everything.groups, everything.labels) if y == label]
+        assert sorted(g for g, y in zip(capped.groups, capped.labels) if y == label) == chosen_by_hash(members, 3)
+
+
+def test_image_max_scaling_divides_each_image_by_its_maximum(tmp_path):
+    write_png(tmp_path / "tree" / "a" / "x.png", np.array([[0, 51], [102, 51]]))  # /255: 0, .2, .4
+    write_png(tmp_path / "tree" / "b" / "zero.png", np.zeros((2, 2)))
+    source = {"type": "image_folder", "root": str(tmp_path / "tree"), "image_max_scaling": True}
+    raw = load_source("ds", source)
+    np.testing.assert_allclose(raw.images[0], [[0.0, 0.5], [1.0, 0.5]], atol=1e-6)  # by hand: / 0.4
+    np.testing.assert_array_equal(raw.images[1], np.zeros((2, 2)))  # all-zero stays zero
+    assert raw.provenance["options"]["image_max_scaling"] is True
+    plain = load_source("ds", {**source, "image_max_scaling": False})
+    np.testing.assert_allclose(plain.images[0], [[0.0, 0.2], [0.4, 0.2]], atol=1e-6)
+    write_csv(tmp_path / "tree" / "list.csv", ["path", "label"], [["a/x.png", 1], ["b/zero.png", 0]])
+    listed = load_source("ds", {"type": "image_csv", "csv": str(tmp_path / "tree" / "list.csv"),
+                                "image_max_scaling": True})
+    np.testing.assert_allclose(listed.images[0], [[0.0, 0.5], [1.0, 0.5]], atol=1e-6)
+    # Scaled before resizing: a lone bright pixel averaged away by the downsampling still sets the scale.
+    from intrinsic.cache import convert_image, quantize
+
+    spot = np.full((4, 4), 51)
+    spot[0, 0] = 102
+    write_png(tmp_path / "spot" / "a" / "x.png", spot)
+    write_png(tmp_path / "spot" / "b" / "x.png", spot)
+    small = load_source("ds", {**source, "root": str(tmp_path / "spot")}, size=2, channels=1)
+    scaled_first = quantize(convert_image(spot / 102.0, 2, 1))[0] / 255.0
+    resized = convert_image(spot / 255.0, 2, 1)
+    resized_first = quantize(resized / resized.max())[0] / 255.0
+    np.testing.assert_allclose(small.images[0][..., 0], scaled_first, atol=1e-6)
+    assert not np.allclose(scaled_first, resized_first)
+    with pytest.raises(DatasetError, match=r"option 'image_max_scaling' must be true or false"):
+        load_source("ds", {**source, "image_max_scaling": "yes"})
+
+
+def test_image_csv_path_template_turns_an_id_into_the_image_path(tmp_path):
+    # ISIC 2019: ISIC_2019_Training_GroundTruth.csv lists "ISIC_0000000", the file is <folder>/ISIC_0000000.jpg
+    for i in range(3):
+        write_png(tmp_path / "ISIC_2019_Training_Input" / f"ISIC_000000{i}.png", np.full((4, 4), 10 * i))
+    write_csv(tmp_path / "GroundTruth.csv", ["image", "MEL", "NV"],
+              [[f"ISIC_000000{i}", 0.0, float(i != 1)] for i in range(3)])
+    source = {"type": "image_csv", "csv": str(tmp_path / "GroundTruth.csv"), "path_column": "image",
+              "label_column": "NV", "path_template": "ISIC_2019_Training_Input/{}.png"}
+    raw = load_source("isic", source)
+    assert [round(float(im[0, 0]) * 255) for im in raw.images] == [0, 10, 20]
+    assert list(raw.labels) == [1, 0, 1]
+    assert raw.groups[1] == sha16(DEFAULT_GROUP_SALT, "ISIC_2019_Training_Input/ISIC_0000001.png")
+    assert raw.provenance["options"]["path_template"] == "ISIC_2019_Training_Input/{}.png"
+    with pytest.raises(DatasetError, match=r"file 'ISIC_0000000' \(CSV line 2\).*"
+                                           r"unreadable or corrupt"):
+        load_source("isic", {**source, "path_template": None})
+    for bad, problem in (("images/x.png", r"has no \{\} field"), ("{name}.png", "is not a valid str.format"),
+                         ("{}/{}.png", "is not a valid str.format"), ("{.png", "is not a valid str.format")):
+        with pytest.raises(DatasetError, match=rf"'isic'.*option 'path_template' {problem}"):
+            load_source("isic", {**source, "path_template": bad})
+
+
+def test_include_classes_reads_some_folders_but_keeps_every_class(tmp_path):
+    from intrinsic.readers import list_class_folders
+
+    path_of = make_valued_tree(tmp_path / "tree", ["n04", "n01", "n03", "n02"], 3)
+    (tmp_path / "tree" / "empty").mkdir()
+    (tmp_path / "tree" / "notes").mkdir()
+    (tmp_path / "tree" / "notes" / "readme.txt").write_text("no image")
+    assert list_class_folders("imnet", str(tmp_path / "tree")) == ["n01", "n02", "n03", "n04"]
+    # an image further down makes a class folder; the order is the reader's (numbers numerically)
+    write_png(tmp_path / "other" / "deep" / "a" / "b" / "x.png", np.zeros((4, 4)))
+    for folder in ("10", "9"):
+        write_png(tmp_path / "other" / folder / "x.png", np.zeros((4, 4)))
+    assert list_class_folders("o", str(tmp_path / "other")) == ["9", "10", "deep"]
+    assert load_source("o", {"type": "image_folder", "root": str(tmp_path / "other")}).classes == ["9", "10", "deep"]
+    with pytest.raises(DatasetError, match=r"'o'.*nowhere.*does not exist"):
+        list_class_folders("o", str(tmp_path / "nowhere"))
+    source = {"type": "image_folder", "root": str(tmp_path / "tree"), "include_classes": ["n04", "n02"]}
+    raw = load_source("imnet", source, log=logging.getLogger("test"))
+    assert raw.classes == ["n01", "n02", "n03", "n04"] == load_source(
+        "imnet", {"type": "image_folder", "root": str(tmp_path / "tree")}).classes
+    assert list(raw.labels) == [3, 3, 3, 1, 1, 1]
+    assert kept_paths(raw, path_of) == [f"n04/img_{i}.png" for i in range(3)] + [f"n02/img_{i}.png" for i in range(3)]
+    # only the included classes have to reach min_per_class; the others hold no image by design
+    assert len(load_source("imnet", {**source, "min_per_class": 3}).images) == 6
+    with pytest.raises(DatasetError, match=r"too few images of class\(es\) \{'n02': 3, 'n04': 3\}"):
+        load_source("imnet", {**source, "min_per_class": 4})
+    with_classes = load_source("imnet", {**source, "classes": ["n02", "n03", "n04"]})
+    assert with_classes.classes == ["n02", "n03", "n04"] and list(with_classes.labels) == [2, 2, 2, 0, 0, 0]
+    with pytest.raises(DatasetError, match=r"'include_classes' names \['n05'\], which are not class folders"):
+        load_source("imnet", {**source, "include_classes": ["n02", "n05"]})
+    with pytest.raises(DatasetError, match=r"'include_classes' names \['n01'\].*named in 'classes'"):
+        load_source("imnet", {**source, "include_classes": ["n01"], "classes": ["n02", "n03"]})
+    with pytest.raises(DatasetError, match=r"'include_classes'.*cannot be combined with 'label_regex'"):
+        load_source("imnet", {**source, "label_regex": "(n0[12])"})
+    with pytest.raises(DatasetError, match=r"'include_classes' must be a list of distinct"):
+        load_source("imnet", {**source, "include_classes": ["n02", "n02"]})
+
+
+def test_dicom_image_max_scaling_and_modality_lut_by_hand():
+    stored = np.array([[0, 100, 400]], np.uint16)
+    # the authors' pixel_array * 255 / max, on the [0, 1] scale
+    np.testing.assert_allclose(dicom_to_unit(stored, 1, 0, "MONOCHROME2", None, max_scaling=True), [[0, .25, 1]])
+    # slope 2, intercept -100: values -100, 100, 700; / 700, the negative clipped to 0
+    np.testing.assert_allclose(dicom_to_unit(stored, 2, -100, "MONOCHROME2", None, modality_lut=True,
+                                             max_scaling=True), [[0, 1 / 7, 1]], atol=1e-7)
+    np.testing.assert_allclose(dicom_to_unit(stored, 2, -100, "MONOCHROME2", None, modality_lut=False,
+                                             max_scaling=True), [[0, .25, 1]])
+    np.testing.assert_allclose(dicom_to_unit(stored, 2, -100, "MONOCHROME1", None, modality_lut=False,
+                                             max_scaling=True), [[1, .75, 0]])
+    # no minimum subtracted: stored 100, 200, 400 -> .25, .5, 1 (min..max would give 0, 1/3, 1)
+    np.testing.assert_allclose(dicom_to_unit(stored + 100 * (stored < 100), 1, 0, "MONOCHROME2", None,
+                                             max_scaling=True), [[.25, .25, 1]])
+    np.testing.assert_array_equal(dicom_to_unit(np.zeros((2, 2), np.uint16), 1, 0, "MONOCHROME2", None,
+                                                max_scaling=True), np.zeros((2, 2)))
+    # a window on the stored values (modality_lut false): 40 -> (40 - 0) / 80
+    np.testing.assert_allclose(dicom_to_unit(np.array([[40]]), 2, -1024, "MONOCHROME2", (40, 80),
+                                             modality_lut=False), [[0.5]])
+
+
+def test_dicom_reader_max_scaling_without_rescale_and_its_conflict_with_a_window(tmp_path):
+    rows, _ = make_dicom_study(tmp_path / "dcm")  # stored 500 + 10 s, one pixel 400; slope 2, intercept -1024
+    write_csv(tmp_path / "labels.csv", ["ID", "Label"], rows)
+    source = {"type": "dicom", "root": str(tmp_path / "dcm"), "labels_csv": str(tmp_path / "labels.csv"),
+              "key_column": "ID", "key_regex": r"^(.*)_any$", "label_column": "Label", "modality_lut": False,
+              "image_max_scaling": True}
+    raw = load_source("rsna", source)
+    assert raw.images[0][0, 0] == pytest.approx(400 / 500) and raw.images[0][4, 4] == pytest.approx(1.0)
+    assert raw.images[2][0, 0] == pytest.approx(400 / 520)
+    # HU = 2 v - 1024: slice s = 2 holds 16 HU and -224 HU (clipped to 0) -> 1 and 0; slice 0's
+    # maximum, -24 HU, is not positive: an all-zero image
+    with_lut = load_source("rsna", {**source, "modality_lut": True})
+    assert with_lut.images[2][0, 0] == 0.0 and with_lut.images[2][4, 4] == pytest.approx(1.0)
+    assert not with_lut.images[0].any()
+    assert raw.provenance["options"]["modality_lut"] is False
+    with pytest.raises(DatasetError, match=r"'rsna'.*options 'window' and 'image_max_scaling' exclude each other"):
+        load_source("rsna", {**source, "window": {"center": 40, "width": 80}})
+    with pytest.raises(DatasetError, match=r"'rsna'.*option 'modality_lut' must be true or false"):
+        load_source("rsna", {**source, "modality_lut": 1})
+
+
+def write_ultrasound_series(root):
+    """Patient 0: one 8-frame and one 5-frame multi-frame file (two series); patient 1: a series of
+    two single-frame files. Frame k of a multi-frame file holds 10 (k + 1) (pixel [0, 0]: 0)."""
+    series = {}
+    for n_frames, folder, uid in ((8, "p0/us1", "1.2.3.1"), (5, "p0/us2", "1.2.3.2")):
+        frames = np.stack([np.full((4, 4), 10 * (k + 1), np.uint16) for k in range(n_frames)])
+        frames[:, 0, 0] = 0
+        write_dicom(root / folder / "1-1.dcm", frames, patient_id="PID-SECRET-0", study_uid="1.2.3",
+                    sop_uid=f"{uid}.1", series_uid=uid, slope=1, intercept=0)
+        series[folder] = uid
+    for s in range(2):
+        write_dicom(root / "p1/mr" / f"1-{s}.dcm", np.full((4, 4), 90, np.uint16), patient_id="PID-SECRET-1",
+                    study_uid="1.2.4", sop_uid=f"1.2.4.1.{s}", series_uid="1.2.4.1", slope=1, intercept=0)
+    return series
+
+
+def test_dicom_frames_of_multiframe_files_share_their_label_and_group(tmp_path):
+    write_ultrasound_series(tmp_path / "us")
+    write_csv(tmp_path / "series.csv", ["SeriesInstanceUID", "score"],
+              [["1.2.3.1", 2], ["1.2.3.2", 1], ["1.2.4.1", 3], ["1.2.3.1", 2]])  # an identical repeat: fine
+    source = {"type": "dicom", "root": str(tmp_path / "us"), "labels_csv": str(tmp_path / "series.csv"),
+              "key": "SeriesInstanceUID", "key_column": "SeriesInstanceUID", "label_column": "score",
+              "window": {"center": 50, "width": 100}, "modality_lut": False,  # stored v -> v / 100
+              "classes": {"low": [0, 1], "high": [2, 3, 4, 5]}}
+    with pytest.raises(DatasetError, match=r"p0/us1/1-1\.dcm.*multi-frame DICOM \(8 frames\).*option 'frames'"):
+        load_source("us", source)
+    every = load_source("us", {**source, "frames": "all"})
+    values = [round(float(image[1, 1]) * 100) for image in every.images]
+    assert values == [10, 20, 30, 40, 50, 60, 70, 80] + [10, 20, 30, 40, 50] + [90, 90]
+    assert list(every.labels) == [1] * 8 + [0] * 5 + [1] * 2
+    assert list(every.groups) == [sha16(DEFAULT_GROUP_SALT, "PID-SECRET-0")] * 13 + [
+        sha16(DEFAULT_GROUP_SALT, "PID-SECRET-1")] * 2
+    central = load_source("us", {**source, "frames": "central_half"})
+    # 8 frames: 8 // 4 = 2 .. 24 // 4 - 1 = 5; 5 frames: 1 .. 15 // 4 - 1 = 2; single-frame files: their image
+    values = [round(float(image[1, 1]) * 100) for image in central.images]
+    assert values == [30, 40, 50, 60] + [20, 30] + [90, 90]
+    assert central.provenance["multiframe_files"] == 2 and central.provenance["options"]["frames"] == "central_half"
+    with pytest.raises(DatasetError, match=r"option 'frames' must be one of \['single', 'all', 'central_half'\]"):
+        load_source("us", {**source, "frames": "middle"})
+
+
+def test_dicom_series_key_conflicting_rows_are_named_by_line_never_by_uid(tmp_path):
+    write_ultrasound_series(tmp_path / "us")
+    write_csv(tmp_path / "series.csv", ["SeriesInstanceUID", "score"],
+              [["1.2.3.1", 2], ["1.2.3.2", 1], ["1.2.4.1", 3], ["1.2.3.1", 4]])
+    source = {"type": "dicom", "root": str(tmp_path / "us"), "labels_csv": str(tmp_path / "series.csv"),
+              "key": "SeriesInstanceUID", "key_column": "SeriesInstanceUID", "label_column": "score",
+              "frames": "all"}
+    with pytest.raises(DatasetError, match=r"series\.csv.*lines 2 and 5 hold the same key \(column "
+                                           r"'SeriesInstanceUID', option 'key_column'\) with different labels "
+                                           r"'2' and '4'") as error:
+        load_source("us", source)
+    assert "1.2.3.1" not in str(error.value)
+    # the same rule for every key, and for the groups of group_column (values not shown)
+    write_csv(tmp_path / "groups.csv", ["SeriesInstanceUID", "score", "patient"],
+              [["1.2.3.1", 2, "A"], ["1.2.3.2", 1, "A"], ["1.2.4.1", 3, "B"], ["1.2.3.1", 2, "C"]])
+    with pytest.raises(DatasetError, match=r"lines 2 and 5 hold the same key.*different groups \(column 'patient', "
+                                           r"values not shown\)"):
+        load_source("us", {**source, "labels_csv": str(tmp_path / "groups.csv"), "group_column": "patient"})
+
+
+def test_dicom_header_pass_leaves_unlabelled_and_unselected_files_undecoded(tmp_path):
+    import pydicom
+
+    write_ultrasound_series(tmp_path / "us")
+    # A file whose pixel data is cut short: its header reads, decoding it fails.
+    broken = tmp_path / "us/p2/mr/1-0.dcm"
+    write_dicom(broken, np.full((4, 4), 5, np.uint16), patient_id="PID-SECRET-2", study_uid="1.2.5",
+                sop_uid="1.2.5.1.0", series_uid="1.2.5.1")
+    dataset = pydicom.dcmread(broken)
+    dataset.PixelData = dataset.PixelData[:6]
+    dataset.save_as(broken)
+    rows = [["1.2.3.1", 2], ["1.2.3.2", 1], ["1.2.4.1", 3]]
+    write_csv(tmp_path / "series.csv", ["SeriesInstanceUID", "score"], rows)
+    source = {"type": "dicom", "root": str(tmp_path / "us"), "labels_csv": str(tmp_path / "series.csv"),
+              "key": "SeriesInstanceUID", "key_column": "SeriesInstanceUID", "label_column": "score",
+              "frames": "all", "classes": {"low": [0, 1], "high": [2, 3, 4, 5]}}
+    # Without drop_other an unlabelled file is an error anyway, so every file is decoded: the broken one fails.
+    with pytest.raises(DatasetError, match=r"p2/mr/1-0\.dcm.*unreadable or corrupt"):
+        load_source("us", source)
+    raw = load_source("us", {**source, "drop_other": True})
+    assert len(raw.images) == 15 and raw.provenance["dropped_labels"] == {"<no CSV row>": 1}
+    assert raw.provenance["files_decoded"] == 4 and raw.provenance["files_matched"] == 5
+    # Labelled, the broken file is decoded and fails (so the run above did not decode it).
+    write_csv(tmp_path / "series.csv", ["SeriesInstanceUID", "score"], rows + [["1.2.5.1", 0]])
+    with pytest.raises(DatasetError, match=r"p2/mr/1-0\.dcm.*unreadable or corrupt"):
+        load_source("us", {**source, "drop_other": True})
+    # max_per_class: frames chosen by the salted hash of "<path>#frame<k>" (single-frame files: the path)
+    capped = load_source("us", {**source, "drop_other": True, "max_per_class": 3, "on_error": "skip"})
+    keys = {0: [f"p0/us2/1-1.dcm#frame{k}" for k in range(5)] + ["p2/mr/1-0.dcm"],
+            1: [f"p0/us1/1-1.dcm#frame{k}" for k in range(8)] + ["p1/mr/1-0.dcm", "p1/mr/1-1.dcm"]}
+    chosen = {label: chosen_by_hash(members, 3) for label, members in keys.items()}
+    decoded_low = [k for k in chosen[0] if not k.startswith("p2/")]  # the broken file, if chosen, is skipped
+    assert capped.provenance["max_per_class_counts"] == {"before": {"low": 6, "high": 10},
+                                                         "after": {"low": 3, "high": 3}}
+    assert np.bincount(capped.labels).tolist() == [len(decoded_low), 3]
+    assert capped.provenance["skipped_files"] == (3 - len(decoded_low))
+
+
+def test_nifti_ambiguous_slices_follow_the_authors_rule():
+    from intrinsic.readers import ambiguous_slices
+
+    labels = np.array([0, 0, 1, 1, 1, 0, 0, 0])
+    # i in range(8 - 3): windows [0,0,1] [0,1,1] [1,1,1] [1,1,0] [1,0,0]; mixed ones flag slice i
+    assert ambiguous_slices(labels, 3).tolist() == [True, True, False, True, True, False, False, False]
+    # the last w slices are never flagged, even where their window would be mixed
+    assert not ambiguous_slices(np.array([0, 0, 0, 0, 0, 1]), 2).any()
+    assert not ambiguous_slices(labels, 0).any() and not ambiguous_slices(labels, 9).any()
+    assert not ambiguous_slices(labels, 1).any()  # a window of one slice is never mixed
+
+
+def test_nifti_ambiguous_window_drops_slices_near_the_tumour_border(tmp_path):
+    make_brats(tmp_path / "brats", shape=(16, 16, 8), tumour_slices=((3, 4), (6,)))
+    source = {**BRATS, "root": str(tmp_path / "brats"), "ambiguous_window": 2}
+    raw = load_source("brats", source)
+    # case 1, labels 0 0 0 1 1 0 0 0: i in 0..5, windows (2,3) and (4,5) are mixed -> slices 2 and 4
+    # (slices 6, 7 are never checked); slice 0 has no foreground. Case 2, labels 0 0 0 0 0 0 1 0:
+    # window (5,6) -> slice 5; window (6,7) is not checked.
+    assert raw.provenance["slices_dropped_ambiguous"] == 3
+    assert raw.provenance["slices_dropped_foreground"] == 2
+    assert list(raw.labels) == [0, 1, 0, 0, 0] + [0, 0, 0, 0, 1, 0]  # slices 1 3 5 6 7, 1 2 3 4 6 7
+    assert raw.provenance["options"]["ambiguous_window"] == 2
+    plain = load_source("brats", {**BRATS, "root": str(tmp_path / "brats")})
+    assert plain.provenance["slices_dropped_ambiguous"] == 0 and len(plain.images) == 14
+    write_csv(tmp_path / "slices.csv", ["volume", "slice", "label"], [])
+    with pytest.raises(DatasetError, match=r"'brats'.*option 'ambiguous_window' needs mask labels"):
+        load_source("brats", {"type": "nifti", "root": str(tmp_path / "brats"),
+                              "labels_csv": str(tmp_path / "slices.csv"), "ambiguous_window": 2})
+    with pytest.raises(DatasetError, match=r"option 'ambiguous_window' must be an integer >= 0"):
+        load_source("brats", {**source, "ambiguous_window": -1})
+
+
+def brain_volume():
+    """40 x 40 x 5, one shape per slice (value 1, background 0).
+
+    By hand, for a square of side s away from the border: erosion with disk(2) leaves side s - 4;
+    closing keeps a square; Roberts' 2x2 differences mark the ring one pixel above/left of it and
+    its own last row/column; filling gives a square of side s - 3. Area (s - 3)^2.
+    """
+    volume = np.zeros((40, 40, 5), np.float32)
+    volume[5:25, 5:25, 1] = 1  # s = 20: area 17^2 = 289, one region
+    volume[5:17, 5:17, 2] = 1  # s = 12: area 81
+    volume[3:15, 3:15, 3] = volume[22:34, 22:34, 3] = 1  # two of side 12: area 162, two regions
+    volume[5:18, 5:18, 4] = 1  # s = 13: area 100
+    return volume
+
+
+def test_nifti_brain_area_and_region_filter_counts_by_hand(tmp_path):
+    from intrinsic.readers import brain_mask
+
+    volume = brain_volume()
+    assert [brain_mask(volume[:, :, k]) for k in range(5)] == [(0, 0), (289, 1), (81, 1), (162, 2), (100, 1)]
+    write_nifti(tmp_path / "v/case_img.nii.gz", volume)
+    mask = np.zeros(volume.shape, np.uint8)
+    mask[10, 10, 1] = 1
+    write_nifti(tmp_path / "v/case_seg.nii.gz", mask)
+    source = {"type": "nifti", "root": str(tmp_path / "v"), "pattern": "*_img.nii.gz",
+              "mask_replace": {"_img": "_seg"}, "min_brain_area": 100, "max_brain_regions": 1}
+    raw = load_source("b", source)
+    # slice 0 (area 0), 2 (81 < 100) and 3 (two regions) are dropped; 4 (area exactly 100) is kept
+    assert raw.provenance["slices_dropped_brain_area"] == 3 and len(raw.images) == 2
+    np.testing.assert_array_equal(raw.images[1], volume[:, :, 4])
+    assert list(raw.labels) == [1, 0]
+    assert load_source("b", {**source, "min_brain_area": None}).provenance["slices_dropped_brain_area"] == 1
+    only_area = load_source("b", {**source, "max_brain_regions": None})
+    assert only_area.provenance["slices_dropped_brain_area"] == 2  # slices 0 and 2
+    assert load_source("b", {**source, "min_brain_area": 101}).provenance["slices_dropped_brain_area"] == 4
+    for option in ("min_brain_area", "max_brain_regions"):
+        with pytest.raises(DatasetError, match=rf"'b'.*option '{option}' must be an integer >= 1"):
+            load_source("b", {**source, option: 0})
+
+
+def test_nifti_canonical_orientation_makes_the_stored_layout_irrelevant(tmp_path):
+    rng = np.random.default_rng(3)
+    volume = rng.uniform(1, 2, size=(6, 7, 5)).astype(np.float32)
+    mask = np.zeros(volume.shape, np.uint8)
+    mask[2:4, 2:4, 1] = 1
+    flip = np.diag([-1.0, 1, 1, 1])
+    flip[0, 3] = 5  # voxel i -> x = 5 - i
+    permute = np.array([[0, 1, 0, 0], [0, 0, 1, 0], [1, 0, 0, 0], [0, 0, 0, 1]], float)  # (i, j, k) -> (j, k, i)
+    layouts = {"ras": (volume, mask, np.eye(4)), "flipped": (volume[::-1], mask[::-1], flip),
+               "permuted": (volume.transpose(2, 0, 1), mask.transpose(2, 0, 1), permute)}
+    for layout, (image, seg, affine) in layouts.items():
+        write_nifti(tmp_path / layout / "case_img.nii.gz", image, affine)
+        write_nifti(tmp_path / layout / "case_seg.nii.gz", seg, affine)
+    source = {"type": "nifti", "pattern": "*_img.nii.gz", "mask_replace": {"_img": "_seg"}}
+    read = {(layout, orientation): load_source("o", {**source, "root": str(tmp_path / layout),
+                                                     "orientation": orientation})
+            for layout in layouts for orientation in ("canonical", "stored")}
+    reference = read[("ras", "stored")]
+    expected = (volume - volume.min()) / (volume.max() - volume.min())
+    assert len(reference.images) == 5 and list(reference.labels) == [0, 1, 0, 0, 0]
+    np.testing.assert_allclose(reference.images[3], expected[:, :, 3], atol=1e-6)
+    for layout in layouts:
+        canonical = read[(layout, "canonical")]
+        assert list(canonical.labels) == [0, 1, 0, 0, 0]
+        assert all(np.array_equal(x, y) for x, y in zip(canonical.images, reference.images))
+    assert not np.array_equal(read[("flipped", "stored")].images[0], reference.images[0])
+    assert read[("permuted", "stored")].images[0].shape == (5, 6) and len(read[("permuted", "stored")].images) == 7
+    assert read[("ras", "canonical")].provenance["options"]["orientation"] == "canonical"
+    with pytest.raises(DatasetError, match=r"option 'orientation' must be one of \['canonical', 'stored'\]"):
+        load_source("o", {**source, "root": str(tmp_path / "ras"), "orientation": "LPS"})
+
+
+def test_nifti_image_max_scaling_per_slice_by_hand(tmp_path):
+    volume = np.zeros((4, 4, 3), np.float32)
+    volume[:, :, 1] = [[0, 1, 2, 2]] * 4  # volume min..max 0..4: slice 1 -> 0, .25, .5; / .5 -> 0, .5, 1
+    volume[:, :, 2] = 4
+    volume[0, 0, 2] = 0
+    write_nifti(tmp_path / "v/case_img.nii.gz", volume)
+    write_nifti(tmp_path / "v/case_seg.nii.gz", np.zeros(volume.shape, np.uint8))
+    source = {"type": "nifti", "root": str(tmp_path / "v"), "pattern": "*_img.nii.gz",
+              "mask_replace": {"_img": "_seg"}, "image_max_scaling": True, "foreground_threshold": 0.3}
+    raw = load_source("v", source)
+    np.testing.assert_array_equal(raw.images[0], np.zeros((4, 4)))  # all-zero slice stays zero
+    np.testing.assert_allclose(raw.images[1], [[0, .5, 1, 1]] * 4)
+    np.testing.assert_allclose(raw.images[2][0], [0, 1, 1, 1])
+    # the background is that of the slice as stored: voxels <= 0.3 after scaling
+    np.testing.assert_array_equal(raw.backgrounds[1], raw.images[1] <= 0.3)

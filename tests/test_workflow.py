@@ -296,3 +296,56 @@ def test_studies_run_writes_the_three_analyses_and_their_report(repo, studies_ru
         names = archive.namelist()
     for figure in ("noise_rank.png", "variants.png", "overfitting.png", "jacobian_generalization.png"):
         assert any(name.endswith(figure) for name in names), figure
+
+
+# The appendix experiments (config/appendix.yaml in miniature): App. B.1's invariance, App. C.3's
+# task ranking and App. D.1's attacked examples, from a real run of the workflow and its report.
+APPENDIX = {
+    **TINY,
+    "splits": {"n_train": [20], "n_test": 20, "seeds": [0, 1]},
+    "training": {**TINY["training"], "models": ["resnet18"], "max_epochs": 2},
+    "evaluation": {"attacks": ["fgsm"], "eps_255": [2], "attacked_examples": {"n": 2, "eps_255": 2}},
+    "properties": {**TINY["properties"], "invariance": {"resolutions": [8, 16], "channels": [1, 3]}},
+    "datasets": ["breast_28", "mnist_0v1", "mnist_4v9"],
+    "dataset_catalog": {
+        name: {"domain": "natural", "labeling_of": "mnist_subset",
+               "source": {"type": "medmnist", "npz": "data/mnist_subset.npz", "classes": digits, "drop_other": True}}
+        for name, digits in (("mnist_0v1", [0, 1]), ("mnist_4v9", [4, 9]))
+    },
+}
+
+
+@pytest.fixture(scope="module")
+def appendix_run(repo, tmp_path_factory):
+    return finished_run(repo, tmp_path_factory, "appendix", APPENDIX)
+
+
+def test_appendix_run_writes_the_three_experiments_and_their_report(repo, appendix_run):
+    import json
+    import zipfile
+
+    tables = appendix_run / "results/tables"
+    invariance = pd.read_csv(tables / "invariance.csv")
+    assert len(invariance) == 3 * 2 * 2  # dataset x resolution x channels
+    assert set(invariance["resolution"]) == {8, 16} and set(invariance["channels"]) == {1, 3}
+    grey = invariance.set_index(["dataset", "resolution", "channels"])
+    # replicating grey into 3 channels keeps d_data and scales every distance by sqrt(3)
+    for dataset in APPENDIX["datasets"]:
+        for resolution in (8, 16):
+            one, three = grey.loc[(dataset, resolution, 1)], grey.loc[(dataset, resolution, 3)]
+            assert three["d_mle"] == pytest.approx(one["d_mle"], rel=1e-4)
+            assert three["k_f"] == pytest.approx(one["k_f"] / 3 ** 0.5, rel=1e-6)
+    ranking = pd.read_csv(tables / "task_ranking.csv")
+    assert set(ranking["group"]) == {"mnist_subset"} and set(ranking["dataset"]) == {"mnist_0v1", "mnist_4v9"}
+    assert sorted(ranking["rank_k_f"]) == [1, 2] and ranking["spearman_rho"].isna().all()  # 2 tasks: no rho
+    # App. D.1: one run of the medical dataset records 2 examples; the figure draws them
+    chosen = [json.loads(path.read_text()) for path in appendix_run.glob("results/runs/*/*/*/*/*/evaluation.json")]
+    recorded = [record for record in chosen if "attacked_examples" in record]
+    assert len(recorded) == 1 and len(chosen) == 3 * 2
+    assert (appendix_run / "results/figures/attacked_examples.png").stat().st_size > 5_000
+    snakemake(repo, appendix_run, "--configfile", str(appendix_run / "appendix.yaml"), "--report",
+              str(appendix_run / "report.zip"))
+    with zipfile.ZipFile(appendix_run / "report.zip") as archive:
+        names = archive.namelist()
+    for figure in ("invariance.png", "task_ranking.png", "attacked_examples.png"):
+        assert any(name.endswith(figure) for name in names), figure

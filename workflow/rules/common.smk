@@ -1,5 +1,7 @@
 import math
+import os
 import re
+import sys
 
 from snakemake.exceptions import WorkflowError
 from snakemake.utils import validate
@@ -251,11 +253,68 @@ def model_output(path):
 # evaluation section with one list of budgets on the [0, 1] scale, the kNN k of d_repr and the
 # rank energy.
 EVALUATION_SETTINGS = {
-    **{key: value for key, value in config["evaluation"].items() if key not in ("eps_255", "eps")},
+    **{key: value for key, value in config["evaluation"].items() if key not in ("eps_255", "eps", "attacked_examples")},
     "eps": ATTACK_EPS,
     "knn_k": config["properties"]["knn_k"],
     "rank_energy": config["rank"]["energy"],
 }
+
+# App. D.1's attacked examples, drawn by figure_attacked_examples (grid.smk), are recorded by one
+# run per dataset of the listed domains (intrinsic.attacked.chosen_runs, stdlib only, so importable
+# here). Only those runs' evaluation params gain the option: enabling or editing it reruns only them.
+sys.path.insert(0, os.path.join(workflow.basedir, "workflow", "scripts"))
+from intrinsic.attacked import chosen_runs  # noqa: E402
+
+ATTACKED_EXAMPLES = config["evaluation"]["attacked_examples"]
+_n_test = config["splits"]["n_test"]
+if ATTACKED_EXAMPLES["n"] > _n_test:
+    raise WorkflowError(
+        f"config: evaluation.attacked_examples.n = {ATTACKED_EXAMPLES['n']} exceeds the test set's "
+        f"splits.n_test = {_n_test} images"
+    )
+EXAMPLE_RUNS = (
+    chosen_runs({name: axis.values for name, axis in AXES.items()},
+                {name: CATALOG[name]["domain"] for name in DATASETS}, ATTACKED_EXAMPLES["domains"])
+    if ATTACKED_EXAMPLES["n"] > 0 else []
+)
+_EXAMPLE_RUN_TEXTS = {tuple(AXES[name].text(run[name]) for name in AXES) for run in EXAMPLE_RUNS}
+_EXAMPLE_OPTIONS = {"n": ATTACKED_EXAMPLES["n"], "eps_255": ATTACKED_EXAMPLES["eps_255"]}
+
+
+def evaluation_settings(wildcards):
+    """A run's evaluation params: EVALUATION_SETTINGS itself, or for a run chosen for the attacked
+    examples a copy with the option (every other run's params stay as they were)."""
+    if tuple(wildcards[name] for name in AXES) in _EXAMPLE_RUN_TEXTS:
+        return {**EVALUATION_SETTINGS, "attacked_examples": _EXAMPLE_OPTIONS}
+    return EVALUATION_SETTINGS
+
+
+def attacked_example_inputs(wildcards):
+    """The inputs of figure_attacked_examples: the chosen runs' records, caches and splits, in
+    the grid's dataset order (one entry each per run)."""
+    if not EXAMPLE_RUNS:
+        raise WorkflowError(
+            "results/figures/attacked_examples.png: no run records attacked examples; set "
+            "evaluation.attacked_examples.n > 0 and list the domain of a dataset of the grid in "
+            f"evaluation.attacked_examples.domains (now {ATTACKED_EXAMPLES['domains']}, n = {ATTACKED_EXAMPLES['n']})"
+        )
+    texts = [{name: AXES[name].text(run[name]) for name in AXES} for run in EXAMPLE_RUNS]
+    return {
+        "records": [f"results/runs/{RUN_PATH}/evaluation.json".format(**text) for text in texts],
+        "caches": [CACHE.format(**text) for text in texts],
+        "splits": [f"results/splits/{SPLIT_PATH}.npz".format(**text) for text in texts],
+    }
+
+
+def drawn_pairs(wildcards):
+    """What a ``read_classes: drawn_pairs`` cache holds: the classes of the first P pairs of the
+    dataset's pair order, P = enough for every seed and Fig. 1's pairings (None: every class, and
+    the cache does not depend on the seeds)."""
+    entry = CATALOG[wildcards.dataset]
+    if entry.get("read_classes", "all") != "drawn_pairs":
+        return None
+    pairs = max(max(SEEDS) + 1, config["properties"]["sharpness_pairings"])
+    return {"pairs": pairs, "class_pairs": entry.get("class_pairs")}
 
 
 def figure_report(name, category):
@@ -271,4 +330,38 @@ def study_outputs():
         outputs += list(rules.noise_rank_study.output)
     if len(AXES["variant"].values) > 1:
         outputs += list(rules.variant_study.output)
+    return outputs
+
+
+# App. B.1. The cache is only downsampled: a resolution above image.size would invent detail.
+INVARIANCE_RESOLUTIONS = sorted(config["properties"]["invariance"]["resolutions"])
+INVARIANCE_CHANNELS = sorted(config["properties"]["invariance"]["channels"])
+_upsampled = [r for r in INVARIANCE_RESOLUTIONS if r > config["image"]["size"]]
+if _upsampled:
+    raise WorkflowError(
+        f"config: properties.invariance.resolutions {INVARIANCE_RESOLUTIONS} has {_upsampled} above the cached "
+        f"image.size = {config['image']['size']} px: the cache is only downsampled; leave them out or raise image.size"
+    )
+INVARIANCE_PATH = "results/properties/{dataset}/invariance/r{resolution}_c{channels}.json"
+
+# App. C.3: the grid's tasks per labeling_of, the groups of at least two tasks.
+TASK_GROUPS = {}
+for _name in DATASETS:
+    if CATALOG[_name].get("labeling_of") is not None:
+        TASK_GROUPS.setdefault(CATALOG[_name]["labeling_of"], []).append(_name)
+TASK_GROUPS = {group: tasks for group, tasks in TASK_GROUPS.items() if len(tasks) >= 2}
+
+
+def appendix_outputs():
+    """Outputs of the appendix experiments (rules in appendix.smk) the config asks for: the
+    invariance study when properties.invariance.resolutions is not empty, the task ranking when
+    the grid has two tasks with one labeling_of, the attacked examples when enabled and a dataset
+    of the grid is of a listed domain."""
+    outputs = []
+    if EXAMPLE_RUNS:
+        outputs += list(rules.figure_attacked_examples.output)
+    if INVARIANCE_RESOLUTIONS:
+        outputs += list(rules.invariance_study.output)
+    if TASK_GROUPS:
+        outputs += list(rules.task_ranking.output)
     return outputs

@@ -17,7 +17,8 @@ rule run_model:
         training=training_settings,
         variant=variant_options,
         background=background_options,
-        evaluation=EVALUATION_SETTINGS,
+        # EVALUATION_SETTINGS; with the attacked-examples option only in the runs chosen for it
+        evaluation=evaluation_settings,
         # Resume state of a killed job; not an output, so Snakemake leaves it in place.
         checkpoints=f"results/checkpoints/{RUN_PATH}",
         checkpoint_every_s=config["training"]["checkpoint_minutes"] * 60,
@@ -37,3 +38,4 @@ rule run_model:
         CONDA_ENV
     script:
         "../scripts/run_model.py"
+

@@ -8,6 +8,7 @@ rule prepare_dataset:
         size=config["image"]["size"],
         # A catalog entry's own channels (RGB natural images beside grey radiographs) wins.
         channels=lambda wildcards: CATALOG[wildcards.dataset].get("channels", config["image"]["channels"]),
+        drawn_pairs=drawn_pairs,
     threads: config["prepare"]["threads"]
     log:
         "results/logs/prepare_dataset/{dataset}.log",

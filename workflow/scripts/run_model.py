@@ -15,6 +15,8 @@ with logged(snakemake.log[0], "run_model") as log:  # noqa: F821 (injected by Sn
     keys, training = params.run, params.training
     config = train_settings(keys["model"], training, keys["seed"], training["device"])
     log.info("run %s: %s", keys, config)
+    if params.evaluation.get("attacked_examples"):  # only the runs App. D.1's figure draws (common.smk)
+        log.info("recording attacked examples: %s", params.evaluation["attacked_examples"])
     try:
         # SLURM's warning before the time limit (profiles/slurm: --signal) or a TERM: finish the
         # epoch, write its checkpoint, exit with an error; the retry resumes.

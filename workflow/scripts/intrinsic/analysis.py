@@ -713,6 +713,17 @@ def mean_t_interval(values, level: float = 0.95) -> tuple[float, float, float]:
     return mean, mean - half, mean + half
 
 
+def finite_mean_interval(values, level: float = 0.95) -> tuple[float, float, float, int]:
+    """(mean, low, high, n): ``mean_t_interval`` over the finite values; NaN (and n = 0) when
+    there are none."""
+    values = np.asarray(values, dtype=float)
+    values = values[np.isfinite(values)]
+    if len(values) == 0:
+        return math.nan, math.nan, math.nan, 0
+    mean, low, high = mean_t_interval(values, level)
+    return mean, low, high, len(values)
+
+
 def pearson_with_ci(x, y, level: float = 0.95, *, x_name: str = "x", y_name: str = "y") -> dict:
     """Pearson's r of paired values with its two-sided p-value and Fisher-z confidence interval.
 

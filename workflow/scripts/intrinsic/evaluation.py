@@ -29,10 +29,12 @@ from __future__ import annotations
 
 from typing import Iterable, Sequence
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
 
+from .attacked import encode_image, select_examples
 from .estimators import intrinsic_dimension
 from .models import eval_mode, model_device, representations
 from .rank import first_conv_weight_matrix, rank_summary
@@ -233,6 +235,44 @@ def attack_penalties(model: nn.Module, images: torch.Tensor, labels: torch.Tenso
             "clean_accuracy": c_acc, "attacked_accuracy": a_acc, "accuracy_penalty": c_acc - a_acc,
         })
     return records
+
+
+def attacked_examples(model: nn.Module, images, labels, cache_index, n: int, eps_255: float,
+                      device=None) -> dict:
+    """App. D.1: ``n`` test images (``attacked.select_examples``: both classes, in test order)
+    and their FGSM images at eps = eps_255 / 255, with the model's predictions on both.
+
+    ``images``: the test set as uint8 (n_test, C, H, W) (the cache's scale: x = u / 255), in the
+    order of ``labels`` and ``cache_index``. Returns {"attack", "eps_255", "eps", "examples"}:
+    per example its ``test_index`` (position in that order), ``cache_index``, ``label``,
+    ``clean_prediction`` and ``clean_probability`` (argmax over all outputs and its softmax
+    probability), the same for the attacked image, and ``attacked_image``
+    (``attacked.encode_image``: exact uint8 for an integer eps_255, else float16). The
+    attacked image is ``fgsm``'s output itself; the predictions are on that float image."""
+    images = np.asarray(images)
+    if images.dtype != np.uint8:
+        raise ValueError(f"attacked examples: expected the uint8 test images of the cache, got {images.dtype}")
+    labels = np.asarray(labels, dtype=np.int64)
+    chosen = select_examples(labels, int(n))
+    eps = float(eps_255) / 255.0
+    x = torch.from_numpy(images[chosen]).float().div_(255.0)
+    y = torch.from_numpy(labels[chosen])
+    adv = fgsm(model, x, y, eps, device=device)
+    device = adv.device
+    with eval_mode(model), torch.no_grad():
+        clean_p = torch.softmax(model(x.to(device)).float(), dim=1).cpu()
+        adv_p = torch.softmax(model(adv).float(), dim=1).cpu()
+    adv = adv.cpu().numpy()
+    examples = []
+    for row, position in enumerate(chosen):
+        clean_k, adv_k = int(clean_p[row].argmax()), int(adv_p[row].argmax())
+        examples.append({
+            "test_index": int(position), "cache_index": int(cache_index[position]), "label": int(labels[position]),
+            "clean_prediction": clean_k, "clean_probability": float(clean_p[row, clean_k]),
+            "attacked_prediction": adv_k, "attacked_probability": float(adv_p[row, adv_k]),
+            "attacked_image": encode_image(adv[row], eps_255),
+        })
+    return {"attack": "fgsm", "eps_255": float(eps_255), "eps": eps, "examples": examples}
 
 
 # -------------------------------------------------------------------------------- Jacobian norm

@@ -8,8 +8,10 @@ signature. Types (see config/README.md, section "Real datasets", for every optio
     image_folder  class-folder tree root/<class>/**/*.png|jpg (ImageNet style), or labels/groups
                   taken from the relative path with regular expressions (MURA)
     image_csv     image files listed in a CSV (path, label[, group]) (CheXpert, OAI exports)
-    dicom         DICOM files via pydicom; labels from a CSV keyed by SOPInstanceUID or path
-    nifti         NIfTI volumes via nibabel, sliced along one axis; labels from a mask or a CSV
+    dicom         DICOM files (or the frames of multi-frame files) via pydicom; labels from a CSV
+                  keyed by SOPInstanceUID, SeriesInstanceUID or path
+    nifti         NIfTI volumes via nibabel, reoriented to RAS+ and sliced along one axis; labels
+                  from a mask or a CSV; the authors' BraTS slice filters
     medmnist      MedMNIST .npz files read with numpy
 
 Common behaviour:
@@ -30,6 +32,10 @@ Common behaviour:
 * Decoding and resizing run in ``context.threads`` worker processes (results in input order).
   When the caller passes the cache's ``size``/``channels``, workers resize right away, so the
   parent only collects small arrays; ``cache.prepare`` then has nothing left to resize.
+* ``max_per_class`` keeps at most that many images per task class, chosen by a salted hash of
+  each item's key (:func:`select_per_class`), before decoding wherever the labels are known
+  without the pixels. ``image_max_scaling`` divides each image by its own maximum
+  (:func:`scale_by_max`), as the study's authors normalised every medical image.
 """
 
 from __future__ import annotations
@@ -43,6 +49,7 @@ import math
 import multiprocessing
 import os
 import re
+import string
 from dataclasses import dataclass, field, replace
 from importlib import metadata
 from pathlib import Path
@@ -55,6 +62,8 @@ from .logs import private
 
 DEFAULT_GROUP_SALT = "intrinsic-properties/v1"
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff")
+# The label value of a DICOM file or NIfTI slice that its labels CSV does not list.
+NO_CSV_ROW = "<no CSV row>"
 # How many skipped files are named in the log and in meta.json (the count is always complete).
 N_NAMED_SKIPS = 5
 # Worker pool of parallel_map: "process" (default) or "thread"; benchmarks/bench_prepare.py
@@ -152,6 +161,55 @@ def _match(name: str, option: str, regex: re.Pattern, names: FileNames, index: i
 
 def _versions(*packages: str) -> dict[str, str]:
     return {package: metadata.version(package) for package in packages}
+
+
+def _check_bool(name: str, option: str, value) -> bool:
+    if not isinstance(value, bool):
+        raise DatasetError(f"dataset {name!r}: option {option!r} must be true or false, got {value!r}")
+    return value
+
+
+def _check_count(name: str, option: str, value, minimum: int) -> int | None:
+    """An optional integer option >= ``minimum`` (None: off)."""
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
+        raise DatasetError(f"dataset {name!r}: option {option!r} must be an integer >= {minimum}, got {value!r}")
+    return value
+
+
+def scale_by_max(image: np.ndarray) -> np.ndarray:
+    """``image / image.max()``: the authors' MedicalDataset.normalize (``img * 255 / img.max()``)
+    on the [0, 1] scale. An all-zero image stays zero."""
+    peak = float(image.max()) if image.size else 0.0
+    return (image / np.float32(peak)).astype(np.float32) if peak > 0 else image.astype(np.float32)
+
+
+def select_per_class(labels: np.ndarray, keys: list[str], salt: str, max_per_class: int | None,
+                     classes: list[str]) -> tuple[np.ndarray, dict | None]:
+    """Positions (ascending) of the items ``max_per_class`` keeps, and the per-class counts.
+
+    Within each class, the items with the smallest ``salted_hash(salt, "max_per_class:" + key)``
+    are kept: a choice that depends on neither the listing order nor the other items, so adding
+    unrelated files (or classes) to a source leaves the chosen ones chosen.
+    """
+    labels = np.asarray(labels, dtype=np.int64)
+    positions = np.arange(len(labels))
+    if max_per_class is None:
+        return positions, None
+    chosen: list[int] = []
+    for index in range(len(classes)):
+        members = [int(i) for i in positions[labels == index]]
+        if len(members) > max_per_class:
+            members.sort(key=lambda i: (salted_hash(salt, "max_per_class:" + keys[i]), keys[i]))
+            members = members[:max_per_class]
+        chosen.extend(members)
+    kept = np.asarray(sorted(chosen), dtype=np.int64)
+    before = np.bincount(labels, minlength=len(classes)) if len(labels) else np.zeros(len(classes), int)
+    after = np.bincount(labels[kept], minlength=len(classes)) if len(kept) else np.zeros(len(classes), int)
+    counts = {"before": {c: int(n) for c, n in zip(classes, before)},
+              "after": {c: int(n) for c, n in zip(classes, after)}}
+    return kept, counts
 
 
 @dataclass
@@ -374,20 +432,34 @@ def _finish(
     dropped_before: dict | None = None,
     items: Callable[[int], str] | None = None,
     backgrounds: list[np.ndarray] | None = None,
+    max_per_class: int | None = None,
+    keys: list[str] | None = None,
+    salt: str = DEFAULT_GROUP_SALT,
+    read_classes: set[int] | None = None,
 ) -> RawDataset:
     """Map source labels onto the task, drop or reject the rest, check class sizes.
 
     ``dropped_before``: {value: count} a reader already dropped before decoding.
     ``items``: image index -> text naming its file, for the error on labels outside the task.
-    ``backgrounds``: explicit background mask per image (``RawDataset.backgrounds``), or None."""
+    ``backgrounds``: explicit background mask per image (``RawDataset.backgrounds``), or None.
+    ``max_per_class``, ``keys``, ``salt``: :func:`select_per_class` on the labelled images (for
+    readers that learn the labels only by decoding). ``read_classes``: the class indices the
+    reader read (image_folder's include_classes); only these must reach ``min_per_class``."""
     labels, keep, dropped = task.assign(name, values, where, drop_other, items=items)
     for value, count in (dropped_before or {}).items():
         dropped[value] = dropped.get(value, 0) + count
-    kept_images = [_from_worker(image) for image, k in zip(images, keep) if k]
-    kept_backgrounds = None if backgrounds is None else [mask for mask, k in zip(backgrounds, keep) if k]
-    kept_groups = np.asarray(groups, dtype=object)[keep] if len(groups) else np.asarray([], dtype=str)
+    positions = np.flatnonzero(keep)
+    provenance = dict(provenance)
+    if max_per_class is not None:
+        chosen, provenance["max_per_class_counts"] = select_per_class(
+            labels, [keys[i] for i in positions], salt, max_per_class, task.classes)
+        positions, labels = positions[chosen], labels[chosen]
+    kept_images = [_from_worker(images[i]) for i in positions]
+    kept_backgrounds = None if backgrounds is None else [backgrounds[i] for i in positions]
+    kept_groups = [groups[i] for i in positions]
     counts = np.bincount(labels, minlength=len(task.classes)) if len(labels) else np.zeros(len(task.classes), int)
-    small = {c: int(n) for c, n in zip(task.classes, counts) if n < min_per_class}
+    small = {c: int(n) for index, (c, n) in enumerate(zip(task.classes, counts))
+             if n < min_per_class and (read_classes is None or index in read_classes)}
     if small:
         raise DatasetError(
             f"dataset {name!r}: {where}: too few images of class(es) {small} (class: count); "
@@ -395,7 +467,6 @@ def _finish(
         )
     if dropped:
         context.info("%s: dropped %d image(s) with labels outside the task: %s", name, sum(dropped.values()), dropped)
-    provenance = dict(provenance)
     provenance["dropped_labels"] = {("<empty>" if k == "" else k): int(v) for k, v in sorted(dropped.items())}
     provenance["class_values"] = dict(zip(task.classes, task._values_per_class()))
     return RawDataset(
@@ -420,12 +491,12 @@ def _common_provenance(kind: str, options: dict, group_salt: str, packages: tupl
     }
 
 
-def _check_common(name: str, on_error, drop_other, min_per_class) -> None:
+def _check_common(name: str, on_error, drop_other, min_per_class, max_per_class) -> None:
     _check_choice(name, "on_error", on_error, ["raise", "skip"])
-    if not isinstance(drop_other, bool):
-        raise DatasetError(f"dataset {name!r}: option 'drop_other' must be true or false, got {drop_other!r}")
+    _check_bool(name, "drop_other", drop_other)
     if isinstance(min_per_class, bool) or not isinstance(min_per_class, int) or min_per_class < 1:
         raise DatasetError(f"dataset {name!r}: option 'min_per_class' must be an integer >= 1, got {min_per_class!r}")
+    _check_count(name, "max_per_class", max_per_class, 1)
 
 
 # ----------------------------------------------------------------------------------------------
@@ -474,6 +545,7 @@ def read_torchvision(
     classes=None,
     drop_other: bool = True,
     min_per_class: int = 1,
+    max_per_class: int | None = None,
     on_error: str = "raise",
     group_salt: str = DEFAULT_GROUP_SALT,
 ) -> RawDataset:
@@ -481,9 +553,10 @@ def read_torchvision(
 
     Source labels: the digit for MNIST and SVHN (SVHN's 10 is digit 0, as torchvision maps it),
     the class name for CIFAR-10 ("airplane", ..., "truck"). ``drop_other`` defaults to true here:
-    a class subset of a multi-class set is the normal case. Group = one per image.
+    a class subset of a multi-class set is the normal case. Group = one per image
+    (``{dataset}:{split}:{index}``, also the image's ``max_per_class`` key).
     """
-    _check_common(name, on_error, drop_other, min_per_class)
+    _check_common(name, on_error, drop_other, min_per_class, max_per_class)
     dataset = _check_choice(name, "dataset", dataset, TORCHVISION_DATASETS)
     split = _check_choice(name, "split", split, ["train", "test", "both"])
     root_path = Path(os.path.expanduser(str(root))) if download else _root(name, root)
@@ -513,11 +586,12 @@ def read_torchvision(
             groups.append(f"{dataset}:{part}:{index}")
     task = TaskLabels.from_option(name, classes, values)
     options = dict(root=root, dataset=dataset, split=split, download=download, verify_checksums=verify_checksums,
-                   classes=classes, drop_other=drop_other)
+                   classes=classes, drop_other=drop_other, max_per_class=max_per_class)
     provenance = _common_provenance("torchvision", options, group_salt, ("torchvision",))
     provenance["images_per_split"] = counts
     where = f"torchvision {dataset} under {str(root_path)!r}"
-    return _finish(name, where, images, values, groups, task, drop_other, min_per_class, provenance, context)
+    return _finish(name, where, images, values, groups, task, drop_other, min_per_class, provenance, context,
+                   max_per_class=max_per_class, keys=groups, salt=group_salt)
 
 
 # ----------------------------------------------------------------------------------------------
@@ -545,14 +619,17 @@ def decode_image_file(path: str) -> np.ndarray:
 class _ImageJob:
     size: int | None
     channels: int | None
+    max_scaling: bool = False
 
     def __call__(self, path: str) -> np.ndarray:
-        return _to_cache_geometry(decode_image_file(path), self.size, self.channels)
+        image = decode_image_file(path)
+        return _to_cache_geometry(scale_by_max(image) if self.max_scaling else image, self.size, self.channels)
 
 
-def _decode_files(paths: list[str], indices: list[int], context: ReadContext, skips: Skips) -> list:
+def _decode_files(paths: list[str], indices: list[int], context: ReadContext, skips: Skips,
+                  max_scaling: bool = False) -> list:
     """Decode the files ``indices`` of the listing in parallel; (index, image) of the readable ones, in order."""
-    job = _ImageJob(context.size, context.channels)
+    job = _ImageJob(context.size, context.channels, max_scaling)
     results = parallel_map(job, [paths[i] for i in indices], context.threads)
     decoded = []
     for index, (ok, result) in zip(indices, results):
@@ -564,21 +641,67 @@ def _decode_files(paths: list[str], indices: list[int], context: ReadContext, sk
 
 
 def _image_provenance_and_finish(name, kind, where, names: FileNames, values, groups, task, drop_other,
-                                 min_per_class, on_error, group_salt, options, context,
+                                 min_per_class, on_error, group_salt, options, context, *, keys: list[str],
+                                 max_per_class: int | None, max_scaling: bool,
+                                 read_classes: set[int] | None = None,
                                  extra_provenance: dict | None = None) -> RawDataset:
     # Labels first: a value outside the task fails before a single file is decoded, and files of
-    # dropped labels are never decoded.
-    _, keep, dropped = task.assign(name, values, where, drop_other, items=names)
-    wanted = [int(i) for i in np.flatnonzero(keep)]
+    # dropped labels, or left out by max_per_class, are never decoded.
+    labels, keep, dropped = task.assign(name, values, where, drop_other, items=names)
+    wanted = np.flatnonzero(keep)
+    chosen, selection = select_per_class(labels, [keys[i] for i in wanted], group_salt, max_per_class, task.classes)
     skips = Skips(name, on_error, names)
-    decoded = _decode_files(names.paths, wanted, context, skips)
+    decoded = _decode_files(names.paths, [int(i) for i in wanted[chosen]], context, skips, max_scaling)
     skips.report(context)
     kept = [index for index, _ in decoded]
     provenance = _common_provenance(kind, options, group_salt, ("pillow",))
     provenance.update(skips.provenance(), files_listed=len(names.paths), **(extra_provenance or {}))
+    if selection is not None:
+        provenance["max_per_class_counts"] = selection
     return _finish(name, where, [image for _, image in decoded], [values[i] for i in kept],
                    [groups[i] for i in kept], task, drop_other, min_per_class, provenance, context,
-                   dropped_before=dropped, items=lambda i: names(kept[i]))
+                   dropped_before=dropped, items=lambda i: names(kept[i]), read_classes=read_classes)
+
+
+def _suffixes(extensions) -> tuple[str, ...]:
+    return tuple(s.lower() if s.startswith(".") else "." + s.lower() for s in (extensions or IMAGE_SUFFIXES))
+
+
+def _is_image_name(filename: str, suffixes: tuple[str, ...]) -> bool:
+    return filename.lower().endswith(suffixes) and not filename.startswith(".")
+
+
+def _holds_image(folder: str, suffixes: tuple[str, ...]) -> bool:
+    """Whether ``folder`` or a folder below it holds an image file; stops at the first one.
+
+    os.scandir, not os.walk: walk lists a whole folder before yielding it (an ImageNet class
+    folder holds ~1300 files). Symlinked folders are not followed, as os.walk's default.
+    """
+    pending = [folder]
+    while pending:
+        below = []
+        with os.scandir(pending.pop()) as entries:
+            for entry in entries:
+                if entry.is_dir():
+                    if not entry.is_symlink():
+                        below.append(entry.path)
+                elif _is_image_name(entry.name, suffixes) and entry.is_file():
+                    return True
+        pending.extend(sorted(below, reverse=True))
+    return False
+
+
+def list_class_folders(name: str, root, extensions: list | None = None) -> list[str]:
+    """The class folders of an image_folder tree: the folders directly under ``root`` that hold an
+    image file (at any depth), in the order the reader gives the classes (numbers numerically,
+    then text: plain sorted order for ImageNet's synsets). Cheap: nothing is decoded, and each
+    folder is scanned only up to its first image file.
+    """
+    root_path = _root(name, root)
+    suffixes = _suffixes(extensions)
+    with os.scandir(root_path) as entries:
+        folders = [entry.name for entry in entries if entry.is_dir() and not entry.is_symlink()]
+    return sorted((f for f in folders if _holds_image(str(root_path / f), suffixes)), key=_numeric_first)
 
 
 def read_image_folder(
@@ -588,25 +711,36 @@ def read_image_folder(
     extensions: list | None = None,
     label_regex: str | None = None,
     group_regex: str | None = None,
+    include_classes: list | None = None,
+    image_max_scaling: bool = False,
     classes=None,
     drop_other: bool = False,
     min_per_class: int = 1,
+    max_per_class: int | None = None,
     on_error: str = "raise",
     group_salt: str = DEFAULT_GROUP_SALT,
 ) -> RawDataset:
     """Images under ``root``, found recursively; label = first folder below root (ImageNet layout)
     or the first capture group of ``label_regex`` in the relative path (e.g. MURA's
     ``_(positive|negative)/``). Group = capture of ``group_regex`` in the relative path (e.g.
-    ``(patient\\d+)/``), else the relative path itself; always salted-hashed.
+    ``(patient\\d+)/``), else the relative path itself; always salted-hashed. An image's
+    ``max_per_class`` key is its relative path.
 
     With a ``classes`` list/mapping and no ``label_regex``, only the named class folders are
-    listed, so a subset of ImageNet's 1000 folders is cheap.
+    listed, so a subset of ImageNet's 1000 folders is cheap. ``include_classes``: read only these
+    class folders, while the task's classes stay every class folder (:func:`list_class_folders`)
+    or ``classes``; the other classes are in ``RawDataset.classes`` with no image.
     """
-    _check_common(name, on_error, drop_other, min_per_class)
+    _check_common(name, on_error, drop_other, min_per_class, max_per_class)
+    _check_bool(name, "image_max_scaling", image_max_scaling)
     root_path = _root(name, root)
-    suffixes = tuple(s.lower() if s.startswith(".") else "." + s.lower() for s in (extensions or IMAGE_SUFFIXES))
+    suffixes = _suffixes(extensions)
     label_re, group_re = _regex(name, "label_regex", label_regex), _regex(name, "group_regex", group_regex)
-    if label_re is None and classes is not None and not drop_other:
+    task = read_classes = None
+    if include_classes is not None:
+        task, read_classes = _included_classes(name, root_path, include_classes, label_re, classes, extensions)
+        folders = [root_path / folder for folder in include_classes]
+    elif label_re is None and classes is not None and not drop_other:
         wanted = TaskLabels.from_option(name, classes, []).value_to_class
         folders = [root_path / value for value in wanted]
         missing = [str(f) for f in folders if not f.is_dir()]
@@ -619,7 +753,7 @@ def read_image_folder(
         for dirpath, dirnames, filenames in os.walk(folder):
             dirnames.sort()
             for filename in sorted(filenames):
-                if filename.lower().endswith(suffixes) and not filename.startswith("."):
+                if _is_image_name(filename, suffixes):
                     relative.append(Path(dirpath, filename).relative_to(root_path).as_posix())
     if label_re is None:
         relative = [r for r in relative if "/" in r]  # files directly in root have no class folder
@@ -630,12 +764,40 @@ def read_image_folder(
               for i, r in enumerate(relative)]
     groups = [salted_hash(group_salt, _match(name, "group_regex", group_re, names, i) if group_re else r)
               for i, r in enumerate(relative)]
-    task = TaskLabels.from_option(name, classes, values)
+    if task is None:
+        task = TaskLabels.from_option(name, classes, values)
     options = dict(root=root, extensions=extensions, label_regex=label_regex, group_regex=group_regex,
-                   classes=classes, drop_other=drop_other, min_per_class=min_per_class, on_error=on_error)
+                   include_classes=include_classes, image_max_scaling=image_max_scaling, classes=classes,
+                   drop_other=drop_other, min_per_class=min_per_class, max_per_class=max_per_class, on_error=on_error)
     return _image_provenance_and_finish(name, "image_folder", f"image folder {str(root_path)!r}", names,
                                         values, groups, task, drop_other, min_per_class, on_error, group_salt,
-                                        options, context)
+                                        options, context, keys=relative, max_per_class=max_per_class,
+                                        max_scaling=image_max_scaling, read_classes=read_classes)
+
+
+def _included_classes(name: str, root_path: Path, include_classes, label_re, classes, extensions
+                      ) -> tuple[TaskLabels, set[int]]:
+    """image_folder's ``include_classes``: the task over every class folder (or ``classes``) and
+    the indices of the included ones."""
+    if label_re is not None:
+        raise DatasetError(f"dataset {name!r}: option 'include_classes' names class folders; it cannot be "
+                           "combined with 'label_regex'")
+    if (not isinstance(include_classes, list) or not include_classes
+            or not all(isinstance(c, str) and c for c in include_classes)
+            or len(set(include_classes)) != len(include_classes)):
+        raise DatasetError(f"dataset {name!r}: option 'include_classes' must be a list of distinct class folder "
+                           f"names, got {include_classes!r}")
+    if classes is None:
+        task = TaskLabels.from_option(name, None, list_class_folders(name, root_path, extensions))
+        unknown = [c for c in include_classes if c not in task.value_to_class]
+        where = f"class folders (holding an image) under {str(root_path)!r}"
+    else:
+        task = TaskLabels.from_option(name, classes, [])
+        unknown = [c for c in include_classes if c not in task.value_to_class or not (root_path / c).is_dir()]
+        where = f"class folders under {str(root_path)!r} named in 'classes'"
+    if unknown:
+        raise DatasetError(f"dataset {name!r}: option 'include_classes' names {unknown}, which are not {where}")
+    return task, {task.value_to_class[c] for c in include_classes}
 
 
 def read_csv_columns(name: str, csv_path: Path, columns: dict[str, str | None], where_filter: dict | None = None
@@ -685,23 +847,29 @@ def read_image_csv(
     group_regex: str | None = None,
     where: dict | None = None,
     duplicates: str = "raise",
+    path_template: str | None = None,
+    image_max_scaling: bool = False,
     classes=None,
     drop_other: bool = False,
     min_per_class: int = 1,
+    max_per_class: int | None = None,
     on_error: str = "raise",
     group_salt: str = DEFAULT_GROUP_SALT,
 ) -> RawDataset:
-    """Images listed in a CSV: ``path_column`` (relative to ``root``, default the CSV's folder),
+    """Images listed in a CSV: ``path_column`` (relative to ``root``, default the CSV's folder;
+    ``path_template``, e.g. ``"ISIC_2019_Training_Input/{}.jpg"``, turns a cell into that path),
     ``label_column``; group from ``group_column``, else ``group_regex`` on the path, else the
-    image's path below root. ``where`` keeps only rows whose columns hold one of the listed values
-    (e.g. frontal views).
+    image's path below root (also its ``max_per_class`` key). ``where`` keeps only rows whose
+    columns hold one of the listed values (e.g. frontal views).
 
     Every listed path must resolve (``..`` and symlinks followed) to a file under root. An image
     listed twice (the same resolved path) with different labels or groups is an error; identical
     repeats are an error too, or with ``duplicates: drop`` only the first listing is kept.
     """
-    _check_common(name, on_error, drop_other, min_per_class)
+    _check_common(name, on_error, drop_other, min_per_class, max_per_class)
+    _check_bool(name, "image_max_scaling", image_max_scaling)
     duplicates = _check_choice(name, "duplicates", duplicates, ["raise", "drop"])
+    _check_path_template(name, path_template)
     csv_path = _root(name, csv, "csv")
     root_path = _root(name, root) if root is not None else csv_path.parent
     group_re = _regex(name, "group_regex", group_regex)
@@ -710,6 +878,8 @@ def read_image_csv(
     table = read_csv_columns(name, csv_path, {"path_column": path_column, "label_column": label_column,
                                               "group_column": group_column}, where)
     relative, lines = table["path_column"], table["line"]
+    if path_template is not None:
+        relative = [path_template.format(cell) for cell in relative]
     if not relative:
         raise DatasetError(f"dataset {name!r}: CSV {str(csv_path)!r} lists no images")
     shown_csv = f"CSV {str(csv_path)!r}"
@@ -737,6 +907,7 @@ def read_image_csv(
         raw_groups = [_match(name, "group_regex", group_re, names, i) for i in range(len(relative))]
     else:  # the image's own path, however the CSV spells it
         raw_groups = [p.relative_to(resolved_root).as_posix() for p in resolved]
+    keys = [p.relative_to(resolved_root).as_posix() for p in resolved]
     keep = _drop_duplicate_rows(name, shown_csv, names, resolved, values, raw_groups, label_column, duplicates)
     n_dropped = len(relative) - len(keep)
     if n_dropped:
@@ -744,14 +915,38 @@ def read_image_csv(
         names = FileNames("file", [relative[i] for i in keep], [names.paths[i] for i in keep], group_salt,
                           lines=[lines[i] for i in keep])
         values, raw_groups = [values[i] for i in keep], [raw_groups[i] for i in keep]
+        keys = [keys[i] for i in keep]
     groups = [salted_hash(group_salt, g) for g in raw_groups]
     task = TaskLabels.from_option(name, classes, values)
     options = dict(csv=csv, root=root, path_column=path_column, label_column=label_column, group_column=group_column,
-                   group_regex=group_regex, where=where, duplicates=duplicates, classes=classes,
-                   drop_other=drop_other, min_per_class=min_per_class, on_error=on_error)
+                   group_regex=group_regex, where=where, duplicates=duplicates, path_template=path_template,
+                   image_max_scaling=image_max_scaling, classes=classes, drop_other=drop_other,
+                   min_per_class=min_per_class, max_per_class=max_per_class, on_error=on_error)
     return _image_provenance_and_finish(name, "image_csv", shown_csv, names, values, groups, task, drop_other,
-                                        min_per_class, on_error, group_salt, options, context,
+                                        min_per_class, on_error, group_salt, options, context, keys=keys,
+                                        max_per_class=max_per_class, max_scaling=image_max_scaling,
                                         extra_provenance={"duplicate_rows_dropped": n_dropped})
+
+
+def _check_path_template(name: str, template) -> None:
+    """image_csv's ``path_template``: a str.format template with positional fields only."""
+    if template is None:
+        return
+    problem = None
+    if not isinstance(template, str):
+        problem = "must be a string"
+    else:
+        try:
+            fields = [f for _, f, _, _ in string.Formatter().parse(template) if f is not None]
+            template.format("cell")
+        except (ValueError, IndexError, KeyError, AttributeError) as error:
+            problem = f"is not a valid str.format template ({type(error).__name__}: {error})"
+        else:
+            if not fields:
+                problem = "has no {} field for the cell"
+    if problem:
+        raise DatasetError(f"dataset {name!r}: option 'path_template' {problem}, got {template!r}; "
+                           "e.g. \"images/{}.jpg\"")
 
 
 def _drop_duplicate_rows(name: str, shown_csv: str, names: FileNames, resolved: list[Path], values: list[str],
@@ -793,20 +988,33 @@ def _drop_duplicate_rows(name: str, shown_csv: str, names: FileNames, resolved: 
 # DICOM.
 
 DICOM_GROUP_ATTRIBUTES = ("PatientID", "StudyInstanceUID", "SeriesInstanceUID")
+DICOM_KEYS = ("SOPInstanceUID", "SeriesInstanceUID", "path")
+DICOM_FRAMES = ("single", "all", "central_half")
 
 
 def dicom_to_unit(pixels: np.ndarray, slope: float, intercept: float, photometric: str,
-                  window: tuple[float, float] | None) -> np.ndarray:
-    """Stored values -> [0, 1]: modality rescale, then the window (or the image's min..max),
-    then MONOCHROME1 inverted so that bright always means high attenuation/signal.
+                  window: tuple[float, float] | None, modality_lut: bool = True,
+                  max_scaling: bool = False) -> np.ndarray:
+    """Stored values -> [0, 1]: the modality rescale (``modality_lut``: x slope + intercept), then
+    the window, or with ``max_scaling`` the values divided by the image's maximum (negatives
+    clipped to 0, no minimum subtracted: the authors' ``pixel_array * 255 / max``), or else the
+    image's own min..max; then MONOCHROME1 inverted so that bright always means high
+    attenuation/signal.
 
     Window: linear from center - width/2 (0) to center + width/2 (1), clipped; the simple form
     most papers mean by "brain window 40/80" (DICOM's VOI LUT differs by half a value).
     """
-    values = pixels.astype(np.float64) * float(slope) + float(intercept)
+    values = pixels.astype(np.float64)
+    if modality_lut:
+        values = values * float(slope) + float(intercept)
+    if window is not None and max_scaling:
+        raise ValueError("a window and max scaling exclude each other")
     if window is not None:
         center, width = window
-        unit = np.clip((values - (center - width / 2.0)) / width, 0.0, 1.0).astype(np.float32)
+        unit = np.clip((values - (center - width / 2.0)) / width, 0.0, 1.0)
+    elif max_scaling:
+        peak = float(values.max()) if values.size else 0.0
+        unit = np.clip(values / peak, 0.0, 1.0) if peak > 0 else np.zeros_like(values)
     else:
         unit = to_unit_range(values)
     if photometric == "MONOCHROME1":
@@ -814,35 +1022,88 @@ def dicom_to_unit(pixels: np.ndarray, slope: float, intercept: float, photometri
     return unit.astype(np.float32)
 
 
+def dicom_frames(mode: str, n_frames: int) -> list[int]:
+    """The frames of a file that become images: a single-frame file its one image; a multi-frame
+    file (NumberOfFrames > 1) is an error with ``single``, every frame with ``all``, frames
+    F//4 .. 3F//4 - 1 with ``central_half`` (the authors' prostate notebook:
+    ``range(total_slices // 4, (3 * total_slices) // 4)``)."""
+    if n_frames <= 1:
+        return [0]
+    if mode == "single":
+        raise ValueError(f"multi-frame DICOM ({n_frames} frames); expected one 2D image per file "
+                         "(option 'frames': all or central_half reads the frames)")
+    if mode == "all":
+        return list(range(n_frames))
+    return list(range(n_frames // 4, (3 * n_frames) // 4))
+
+
+def _n_frames(dataset) -> int:
+    return int(dataset.get("NumberOfFrames", 1) or 1)
+
+
+def _frame_key(relative: str, n_frames: int, frame: int) -> str:
+    """An image's max_per_class key: the file's relative path, plus the frame where a file has several."""
+    return relative if n_frames <= 1 else f"{relative}#frame{frame}"
+
+
+@dataclass
+class _DicomHeaderJob:
+    """The header alone (no pixel data read): what labels a file before it is decoded."""
+
+    frames: str
+
+    def __call__(self, path: str) -> tuple[str, str, int]:
+        """(SOPInstanceUID, SeriesInstanceUID, number of frames); the UIDs serve the label lookup only."""
+        import pydicom
+
+        dataset = pydicom.dcmread(path, stop_before_pixels=True)
+        n_frames = _n_frames(dataset)
+        dicom_frames(self.frames, n_frames)  # a multi-frame file with frames: single fails here already
+        return (str(dataset.get("SOPInstanceUID", "")).strip(), str(dataset.get("SeriesInstanceUID", "")).strip(),
+                n_frames)
+
+
 @dataclass
 class _DicomJob:
     window: tuple[float, float] | None
+    modality_lut: bool
+    max_scaling: bool
+    frames: str
     group_attribute: str | None
     size: int | None
     channels: int | None
 
-    def __call__(self, path: str) -> tuple[np.ndarray, str, str]:
-        """(image, SOPInstanceUID, group id from the header or ""); nothing else leaves the worker."""
+    def __call__(self, item: tuple[str, tuple[int, ...] | None]
+                 ) -> tuple[list[np.ndarray], list[int], int, str, str, str]:
+        """(images, their frame indices, number of frames, SOPInstanceUID, SeriesInstanceUID, group
+        id from the header or "") of one file; ``item``: (path, the frames to decode, or None for
+        every frame ``frames`` selects). Nothing else leaves the worker."""
         import pydicom
 
+        path, wanted = item
         dataset = pydicom.dcmread(path)
         photometric = str(dataset.get("PhotometricInterpretation", "MONOCHROME2")).strip()
         if photometric not in ("MONOCHROME1", "MONOCHROME2"):
             raise ValueError(f"photometric interpretation {photometric} is not grayscale")
-        if int(dataset.get("NumberOfFrames", 1) or 1) != 1:
-            raise ValueError("multi-frame DICOM; expected one 2D image per file")
+        n_frames = _n_frames(dataset)
+        frames = dicom_frames(self.frames, n_frames) if wanted is None else list(wanted)
         pixels = dataset.pixel_array
-        if pixels.ndim != 2:
-            raise ValueError(f"pixel array of shape {pixels.shape}; expected 2D")
+        stack = pixels[np.newaxis] if n_frames <= 1 else pixels
+        if stack.ndim != 3 or len(stack) != max(n_frames, 1):
+            raise ValueError(f"pixel array of shape {pixels.shape}; expected "
+                             + ("2D" if n_frames <= 1 else f"({n_frames}, rows, columns)"))
         slope = dataset.get("RescaleSlope", 1)
         intercept = dataset.get("RescaleIntercept", 0)
-        image = dicom_to_unit(pixels, 1 if slope in (None, "") else slope,
-                              0 if intercept in (None, "") else intercept, photometric, self.window)
+        slope, intercept = 1 if slope in (None, "") else slope, 0 if intercept in (None, "") else intercept
+        images = [_to_cache_geometry(dicom_to_unit(stack[frame], slope, intercept, photometric, self.window,
+                                                   self.modality_lut, self.max_scaling), self.size, self.channels)
+                  for frame in frames]
         uid = str(dataset.get("SOPInstanceUID", "")).strip()
+        series = str(dataset.get("SeriesInstanceUID", "")).strip()
         group = str(dataset.get(self.group_attribute, "")).strip() if self.group_attribute else ""
         if self.group_attribute and not group:
             raise ValueError(f"header has no {self.group_attribute}")
-        return _to_cache_geometry(image, self.size, self.channels), uid, group
+        return images, frames, n_frames, uid, series, group
 
 
 def _window(name: str, window) -> tuple[float, float] | None:
@@ -855,6 +1116,39 @@ def _window(name: str, window) -> tuple[float, float] | None:
     if not all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in (center, width)) or width <= 0:
         raise DatasetError(f"dataset {name!r}: option 'window' needs numbers and width > 0, got {window!r}")
     return float(center), float(width)
+
+
+def _dicom_label_table(name: str, csv_path: Path, key_column: str, key_re: re.Pattern | None, label_column: str,
+                       group_column: str | None) -> tuple[dict[str, str], dict[str, str]]:
+    """({key: label}, {key: group}) from the labels CSV. A key listed twice with another label (or
+    group) is an error naming both lines, never the key: a UID or path may identify a patient."""
+    table = read_csv_columns(name, csv_path, {"key_column": key_column, "label_column": label_column,
+                                              "group_column": group_column})
+    label_of: dict[str, str] = {}
+    group_of: dict[str, str] = {}
+    line_of: dict[str, int] = {}
+    for index, cell in enumerate(table["key_column"]):
+        if key_re is not None:
+            found = key_re.search(cell)
+            if found is None:
+                continue
+            cell = found.group(1) if key_re.groups else found.group(0)
+        value, line = label_key(table["label_column"][index]), table["line"][index]
+        group_value = table["group_column"][index] if group_column is not None else ""
+        if cell in label_of:
+            where = (f"dataset {name!r}: labels CSV {str(csv_path)!r}: lines {line_of[cell]} and {line} hold the "
+                     f"same key (column {key_column!r}, option 'key_column')")
+            if label_of[cell] != value:
+                raise DatasetError(f"{where} with different labels {label_of[cell]!r} and {value!r} (column "
+                                   f"{label_column!r}); keep one label per key")
+            if group_of.get(cell, "") != group_value:
+                raise DatasetError(f"{where} with different groups (column {group_column!r}, values not shown); "
+                                   "keep one group per key")
+            continue
+        label_of[cell], line_of[cell] = value, line
+        if group_column is not None:
+            group_of[cell] = group_value
+    return label_of, group_of
 
 
 def read_dicom(
@@ -870,80 +1164,162 @@ def read_dicom(
     group: str = "PatientID",
     group_column: str | None = None,
     window: dict | None = None,
+    frames: str = "single",
+    modality_lut: bool = True,
+    image_max_scaling: bool = False,
     classes=None,
     drop_other: bool = False,
     min_per_class: int = 1,
+    max_per_class: int | None = None,
     on_error: str = "raise",
     group_salt: str = DEFAULT_GROUP_SALT,
 ) -> RawDataset:
     """DICOM files ``root/pattern`` labelled from ``labels_csv``.
 
     key: ``SOPInstanceUID`` (the CSV's ``key_column`` holds the UID; ``key_regex`` extracts it
-    from the cell and drops rows that do not match, e.g. RSNA's ``^(ID_[0-9a-f]+)_any$``) or
-    ``path`` (the CSV holds the file path relative to root). Group: the header attribute
-    ``group`` (PatientID, StudyInstanceUID, SeriesInstanceUID), or ``group_column`` of the CSV.
-    Files without a CSV row are labels outside the task (error, or dropped with drop_other).
+    from the cell and drops rows that do not match, e.g. RSNA's ``^(ID_[0-9a-f]+)_any$``),
+    ``SeriesInstanceUID`` (every file and frame of the series gets the row's label) or ``path``
+    (the CSV holds the file path relative to root). Group: the header attribute ``group``
+    (PatientID, StudyInstanceUID, SeriesInstanceUID), or ``group_column`` of the CSV. Files
+    without a CSV row are labels outside the task (error, or dropped with drop_other).
+    ``frames``: what a multi-frame file yields (:func:`dicom_frames`); its frames share its label
+    and group. Intensities: :func:`dicom_to_unit`.
+
+    Files are decoded only when needed: with key ``path`` the labels are known from the listing;
+    with a UID key (or multi-frame files), when drop_other or max_per_class can leave files out,
+    a header-only pass labels the files (and counts their frames) first.
     """
-    _check_common(name, on_error, drop_other, min_per_class)
+    _check_common(name, on_error, drop_other, min_per_class, max_per_class)
     root_path = _root(name, root)
     csv_path = _root(name, labels_csv, "labels_csv")
-    key = _check_choice(name, "key", key, ["SOPInstanceUID", "path"])
+    key = _check_choice(name, "key", key, DICOM_KEYS)
     group = _check_choice(name, "group", group, DICOM_GROUP_ATTRIBUTES)
+    frames = _check_choice(name, "frames", frames, DICOM_FRAMES)
+    _check_bool(name, "modality_lut", modality_lut)
+    _check_bool(name, "image_max_scaling", image_max_scaling)
     key_re = _regex(name, "key_regex", key_regex)
     window_values = _window(name, window)
+    if window_values is not None and image_max_scaling:
+        raise DatasetError(f"dataset {name!r}: options 'window' and 'image_max_scaling' exclude each other "
+                           "(a window maps fixed values to [0, 1]; max scaling divides by each image's maximum)")
     files = sorted(p for p in glob.glob(str(root_path / pattern), recursive=True) if os.path.isfile(p))
     if not files:
         raise DatasetError(f"dataset {name!r}: no files match {pattern!r} under {str(root_path)!r}")
     relative = [Path(p).relative_to(root_path).as_posix() for p in files]
-    table = read_csv_columns(name, csv_path, {"key_column": key_column, "label_column": label_column,
-                                              "group_column": group_column})
-    label_of: dict[str, str] = {}
-    group_of: dict[str, str] = {}
-    for index, cell in enumerate(table["key_column"]):
-        if key_re is not None:
-            found = key_re.search(cell)
-            if found is None:
-                continue
-            cell = found.group(1) if key_re.groups else found.group(0)
-        label_of[cell] = label_key(table["label_column"][index])
-        if group_column is not None:
-            group_of[cell] = table["group_column"][index]
+    label_of, group_of = _dicom_label_table(name, csv_path, key_column, key_re, label_column, group_column)
     task = TaskLabels.from_option(name, classes, label_of.values())
+    where = f"labels CSV {str(csv_path)!r}"
     # Messages name files by path (through names), never by UID or another header value.
     names = FileNames("DICOM file", relative, files, group_salt)
-    dropped_before: dict = {}
-    wanted = list(range(len(files)))
-    if key == "path":  # labels known before decoding: reject or drop first, decode only what is kept
-        values = [label_of.get(r, "<no CSV row>") for r in relative]
-        _, _, dropped_before = task.assign(name, values, f"labels CSV {str(csv_path)!r}", drop_other, items=names)
-        wanted = [i for i, v in enumerate(values) if v in task.value_to_class]
-    job = _DicomJob(window_values, None if group_column else group, context.size, context.channels)
     skips = Skips(name, on_error, names)
+
+    def lookup(index: int, sop: str, series: str) -> str:  # file ``index``'s key into the CSV
+        return {"path": relative[index], "SOPInstanceUID": sop, "SeriesInstanceUID": series}[key]
+
+    dropped_before: dict = {}
+    selection = None
+    plan = {index: None for index in range(len(files))}  # file index -> its frames to decode (None: all)
+    header_pass = (drop_other or max_per_class is not None) and (key != "path" or frames != "single")
+    if key == "path" or header_pass:  # labels known before decoding: reject, drop, select first
+        headers = parallel_map(_DicomHeaderJob(frames), files, context.threads) if header_pass else None
+        file_of, frame_of, item_keys, item_values = [], [], [], []
+        for index in range(len(files)):
+            sop = series = ""
+            frame_list, n_frames = [None], 1
+            if headers is not None:
+                ok, result = headers[index]
+                if not ok:
+                    skips.handle(index, f"unreadable or corrupt ({result})", context)
+                    continue
+                sop, series, n_frames = result
+                frame_list = dicom_frames(frames, n_frames)
+            value = label_of.get(lookup(index, sop, series), NO_CSV_ROW)
+            for frame in frame_list:
+                file_of.append(index)
+                frame_of.append(frame)
+                item_keys.append(_frame_key(relative[index], n_frames, frame))
+                item_values.append(value)
+        labels, keep, dropped_before = task.assign(name, item_values, where, drop_other,
+                                                   items=lambda i: names(file_of[i]))
+        wanted = np.flatnonzero(keep)
+        chosen, selection = select_per_class(labels, [item_keys[i] for i in wanted], group_salt, max_per_class,
+                                             task.classes)
+        plan = {}
+        for item in wanted[chosen]:
+            plan.setdefault(file_of[item], []).append(frame_of[item])
+        plan = {index: None if frame_list == [None] else tuple(frame_list) for index, frame_list in plan.items()}
+    job = _DicomJob(window_values, modality_lut, image_max_scaling, frames, None if group_column else group,
+                    context.size, context.channels)
     images, values, groups, kept = [], [], [], []
-    for index, (ok, result) in zip(wanted, parallel_map(job, [files[i] for i in wanted], context.threads)):
+    n_multiframe = 0
+    results = parallel_map(job, [(files[index], frame_list) for index, frame_list in plan.items()], context.threads)
+    for index, (ok, result) in zip(plan, results):
         if not ok:
             skips.handle(index, f"unreadable or corrupt ({result})", context)
             continue
-        image, uid, header_group = result
-        lookup = relative[index] if key == "path" else uid
-        images.append(image)
-        kept.append(index)
-        values.append(label_of.get(lookup, "<no CSV row>"))
-        raw_group = group_of.get(lookup, "") if group_column else header_group
-        groups.append(salted_hash(group_salt, raw_group if raw_group else relative[index]))
+        frame_images, _, n_frames, uid, series, header_group = result
+        n_multiframe += n_frames > 1
+        lookup_key = lookup(index, uid, series)
+        raw_group = group_of.get(lookup_key, "") if group_column else header_group
+        group_hash = salted_hash(group_salt, raw_group if raw_group else relative[index])
+        for image in frame_images:
+            images.append(image)
+            kept.append(index)
+            values.append(label_of.get(lookup_key, NO_CSV_ROW))
+            groups.append(group_hash)
     skips.report(context)
     options = dict(root=root, pattern=pattern, labels_csv=labels_csv, key=key, key_column=key_column,
                    key_regex=key_regex, label_column=label_column, group=group, group_column=group_column,
-                   window=window, classes=classes, drop_other=drop_other, min_per_class=min_per_class,
+                   window=window, frames=frames, modality_lut=modality_lut, image_max_scaling=image_max_scaling,
+                   classes=classes, drop_other=drop_other, min_per_class=min_per_class, max_per_class=max_per_class,
                    on_error=on_error)
     provenance = _common_provenance("dicom", options, group_salt, ("pydicom",))
-    provenance.update(skips.provenance(), files_matched=len(relative))
-    return _finish(name, f"labels CSV {str(csv_path)!r}", images, values, groups, task, drop_other, min_per_class,
+    provenance.update(skips.provenance(), files_matched=len(relative), files_decoded=len(plan),
+                      multiframe_files=int(n_multiframe))
+    if selection is not None:
+        provenance["max_per_class_counts"] = selection
+    return _finish(name, where, images, values, groups, task, drop_other, min_per_class,
                    provenance, context, dropped_before=dropped_before, items=lambda i: names(kept[i]))
 
 
 # ----------------------------------------------------------------------------------------------
 # NIfTI volumes, sliced.
+
+NIFTI_ORIENTATIONS = ("canonical", "stored")
+
+
+def ambiguous_slices(has_mask: np.ndarray, window: int) -> np.ndarray:
+    """The authors' BraTS rule (readimg_brats notebook, ``label_slices``), one bool per slice:
+    slice i is ambiguous when the mask labels of slices i .. i+window-1 are mixed, for i in
+    ``range(n_slices - window)``, so the last ``window`` slices are never ambiguous. 0: none."""
+    labels = np.asarray(has_mask, dtype=np.int64)
+    ambiguous = np.zeros(len(labels), dtype=bool)
+    for index in range(len(labels) - window if window > 0 else 0):
+        total = int(labels[index:index + window].sum())
+        ambiguous[index] = 0 < total < window
+    return ambiguous
+
+
+def brain_mask(image: np.ndarray) -> tuple[int, int]:
+    """(area in pixels, number of regions) of the authors' brain mask of a slice (readimg_brats
+    notebook, ``get_mask``): voxels > 0, eroded and then closed with disk(2), Roberts edges,
+    holes filled, regions labelled with skimage's default (full) connectivity.
+
+    scipy.ndimage's binary erosion/dilation with skimage's border values (erosion: outside is
+    foreground; dilation: background) stand in for skimage.morphology.binary_erosion and
+    binary_closing, which skimage 0.26 deprecates; for the symmetric disk they are the same.
+    """
+    from scipy import ndimage
+    from skimage.filters import roberts
+    from skimage.measure import label
+    from skimage.morphology import disk
+
+    footprint = disk(2)
+    binary = ndimage.binary_erosion(image > 0, structure=footprint, border_value=1)
+    binary = ndimage.binary_dilation(binary, structure=footprint, border_value=0)
+    binary = ndimage.binary_erosion(binary, structure=footprint, border_value=1)
+    filled = ndimage.binary_fill_holes(roberts(binary))
+    return int(filled.sum()), int(label(filled).max())
 
 
 @dataclass
@@ -954,26 +1330,40 @@ class _NiftiJob:
     min_foreground: float
     size: int | None
     channels: int | None
+    canonical: bool = True
+    ambiguous_window: int = 0
+    min_brain_area: int | None = None
+    max_brain_regions: int | None = None
+    max_scaling: bool = False
 
     def __call__(self, paths: tuple[str, str | None]) -> tuple[list[np.ndarray], list[int], list[str], dict,
                                                                list[np.ndarray]]:
         """(slices, slice indices, mask labels "0"/"1" or [], counts, background masks) of one
-        volume. A slice's background: its voxels at or below ``foreground_threshold`` (the
-        scale after normalization), resized like the slice when the cache size is known."""
+        volume. A slice's background: its voxels at or below ``foreground_threshold`` (on the
+        scale of the slice as returned), resized like the slice when the cache size is known.
+
+        Slice filters, each slice counted under the first that drops it: ambiguous (computed on
+        the mask labels of all slices), too little foreground, brain area/regions."""
         import nibabel
 
         image_path, mask_path = paths
-        volume = np.asarray(nibabel.load(image_path).dataobj, dtype=np.float32)
+        image = nibabel.load(image_path)
+        mask_image = nibabel.load(mask_path) if mask_path is not None else None
+        if self.canonical:  # RAS+, so that axis 2 is axial whatever the stored orientation
+            image = nibabel.as_closest_canonical(image)
+            mask_image = nibabel.as_closest_canonical(mask_image) if mask_image is not None else None
+        volume = np.asarray(image.dataobj, dtype=np.float32)
         if volume.ndim == 4 and volume.shape[3] == 1:
             volume = volume[..., 0]
         if volume.ndim != 3:
             raise ValueError(f"image has shape {volume.shape}; expected a 3D volume")
         mask = None
-        if mask_path is not None:
-            mask = np.asarray(nibabel.load(mask_path).dataobj)
+        if mask_image is not None:
+            mask = np.asarray(mask_image.dataobj)
             if mask.shape != volume.shape:
                 # no file names here: the message naming the volume (and mask) adds them
-                raise ShapeMismatch(f"the mask has shape {mask.shape} but the image has shape {volume.shape}")
+                shown = " (reoriented to RAS+, option 'orientation')" if self.canonical else ""
+                raise ShapeMismatch(f"the mask has shape {mask.shape} but the image has shape {volume.shape}{shown}")
         finite = volume[np.isfinite(volume)]
         if finite.size == 0:
             raise ValueError("volume has no finite voxel")
@@ -987,18 +1377,32 @@ class _NiftiJob:
         stack = np.moveaxis(volume, self.axis, 0)
         foreground = (stack > self.foreground_threshold).mean(axis=(1, 2))
         has_mask = np.any(np.moveaxis(mask, self.axis, 0) != 0, axis=(1, 2)) if mask is not None else None
+        ambiguous = (ambiguous_slices(has_mask, self.ambiguous_window) if has_mask is not None
+                     else np.zeros(len(stack), dtype=bool))
+        brain_filter = self.min_brain_area is not None or self.max_brain_regions is not None
+        counts = {"slices": len(stack), "dropped_ambiguous": 0, "dropped_foreground": 0, "dropped_brain_area": 0}
         slices, indices, labels, backgrounds = [], [], [], []
         for index in range(len(stack)):
-            if float(foreground[index]) < self.min_foreground:
+            if ambiguous[index]:
+                counts["dropped_ambiguous"] += 1
                 continue
-            slices.append(_to_cache_geometry(stack[index], self.size, self.channels))
-            background = stack[index] <= self.foreground_threshold
+            if float(foreground[index]) < self.min_foreground:
+                counts["dropped_foreground"] += 1
+                continue
+            if brain_filter:
+                area, regions = brain_mask(stack[index])
+                if ((self.max_brain_regions is not None and regions > self.max_brain_regions)
+                        or (self.min_brain_area is not None and area < self.min_brain_area)):
+                    counts["dropped_brain_area"] += 1
+                    continue
+            plane = scale_by_max(stack[index]) if self.max_scaling else stack[index]
+            slices.append(_to_cache_geometry(plane, self.size, self.channels))
+            background = plane <= self.foreground_threshold
             resized = self.size is not None and self.channels is not None  # as _to_cache_geometry
             backgrounds.append(resize_mask(background, self.size) if resized else background)
             indices.append(index)
             if has_mask is not None:
                 labels.append("1" if has_mask[index] else "0")
-        counts = {"slices": len(stack), "dropped_foreground": len(stack) - len(indices)}
         return slices, indices, labels, counts, backgrounds
 
 
@@ -1021,28 +1425,49 @@ def read_nifti(
     foreground_threshold: float = 0.05,
     min_foreground: float = 0.0,
     group_regex: str | None = None,
+    orientation: str = "canonical",
+    ambiguous_window: int = 0,
+    min_brain_area: int | None = None,
+    max_brain_regions: int | None = None,
+    image_max_scaling: bool = False,
     classes=None,
     drop_other: bool = False,
     min_per_class: int = 1,
+    max_per_class: int | None = None,
     on_error: str = "raise",
     group_salt: str = DEFAULT_GROUP_SALT,
 ) -> RawDataset:
-    """Slices of NIfTI volumes ``root/pattern`` along ``axis``.
+    """Slices of NIfTI volumes ``root/pattern`` along ``axis`` of the volume reoriented to RAS+
+    (``orientation: canonical``, nibabel.as_closest_canonical; axis 2 is then axial) or of the
+    array as stored (``stored``).
 
     Labels: from a mask found by ``mask_replace`` ({old: new} substring replacements in the image
     path, e.g. {"_flair.nii.gz": "_seg.nii.gz"}); source label "1" when the mask has a non-zero
     voxel in the slice, else "0". Or from ``labels_csv`` rows (volume path relative to root,
     slice index, label). Intensities: linear per volume from its ``percentiles`` [low, high]
     (e.g. [0.5, 99.5]) or its min..max, clipped to [0, 1]. Slices whose fraction of voxels above
-    ``foreground_threshold`` (on that [0, 1] scale) is below ``min_foreground`` are dropped.
+    ``foreground_threshold`` (on that [0, 1] scale) is below ``min_foreground`` are dropped;
+    so are, with ``ambiguous_window`` (mask labels only), the slices :func:`ambiguous_slices`
+    flags, and with ``min_brain_area`` / ``max_brain_regions`` those whose :func:`brain_mask`
+    is smaller or has more regions (the authors' BraTS filters). ``image_max_scaling`` then
+    divides each slice by its maximum.
     Background (``RawDataset.backgrounds``, stored in the cache): a slice's voxels at or below
     ``foreground_threshold``, the explicit mask that background noise is added to.
     Group: the volume's relative path, or the capture of ``group_regex`` in it (patient id).
+    A slice's ``max_per_class`` key: ``<relative volume path>#slice<index>``.
     """
-    _check_common(name, on_error, drop_other, min_per_class)
+    _check_common(name, on_error, drop_other, min_per_class, max_per_class)
     root_path = _root(name, root)
     if (mask_replace is None) == (labels_csv is None):
         raise DatasetError(f"dataset {name!r}: give exactly one of 'mask_replace' and 'labels_csv'")
+    orientation = _check_choice(name, "orientation", orientation, NIFTI_ORIENTATIONS)
+    _check_count(name, "ambiguous_window", ambiguous_window, 0)
+    if ambiguous_window and labels_csv is not None:
+        raise DatasetError(f"dataset {name!r}: option 'ambiguous_window' needs mask labels ('mask_replace'), "
+                           "not 'labels_csv'")
+    _check_count(name, "min_brain_area", min_brain_area, 1)
+    _check_count(name, "max_brain_regions", max_brain_regions, 1)
+    _check_bool(name, "image_max_scaling", image_max_scaling)
     if isinstance(axis, bool) or axis not in (0, 1, 2):
         raise DatasetError(f"dataset {name!r}: option 'axis' must be 0, 1 or 2, got {axis!r}")
     if percentiles is not None:
@@ -1097,10 +1522,12 @@ def read_nifti(
     else:
         where = f"masks under {str(root_path)!r}"
     job = _NiftiJob(axis, percentiles, float(foreground_threshold), float(min_foreground), context.size,
-                    context.channels)
+                    context.channels, orientation == "canonical", int(ambiguous_window), min_brain_area,
+                    max_brain_regions, image_max_scaling)
     skips = Skips(name, on_error, names)
-    images, values, groups, backgrounds = [], [], [], []
-    n_slices = n_dropped = n_volumes = 0
+    images, values, groups, backgrounds, keys = [], [], [], [], []
+    totals = {"slices": 0, "dropped_ambiguous": 0, "dropped_foreground": 0, "dropped_brain_area": 0}
+    n_volumes = 0
     for index, (ok, result) in enumerate(parallel_map(job, pairs, context.threads)):
         if not ok:
             problem = result if result.startswith("ShapeMismatch") else f"unreadable or corrupt ({result})"
@@ -1108,32 +1535,40 @@ def read_nifti(
             continue
         slices, indices, mask_labels, counts, slice_backgrounds = result
         n_volumes += 1
-        n_slices += counts["slices"]
-        n_dropped += counts["dropped_foreground"]
+        for count in totals:
+            totals[count] += counts[count]
         volume_id = _match(name, "group_regex", group_re, names, index) if group_re else relative[index]
         group_hash = salted_hash(group_salt, volume_id)
         for position, slice_index in enumerate(indices):
             images.append(slices[position])
             backgrounds.append(slice_backgrounds[position])
             values.append(mask_labels[position] if labels_csv is None
-                          else slice_labels.get((relative[index], slice_index), "<no CSV row>"))
+                          else slice_labels.get((relative[index], slice_index), NO_CSV_ROW))
             groups.append(group_hash)
+            keys.append(f"{relative[index]}#slice{slice_index}")
     skips.report(context)
     if not images:
-        raise DatasetError(f"dataset {name!r}: no slice of {n_volumes} volume(s) under {str(root_path)!r} "
-                           f"has enough foreground (min_foreground {min_foreground})")
+        raise DatasetError(f"dataset {name!r}: no slice of {n_volumes} volume(s) under {str(root_path)!r} passes "
+                           f"the slice filters (of {totals['slices']} slices dropped: ambiguous "
+                           f"{totals['dropped_ambiguous']}, foreground {totals['dropped_foreground']} "
+                           f"(min_foreground {min_foreground}), brain area {totals['dropped_brain_area']})")
     task = TaskLabels.from_option(name, classes, values)
     options = dict(root=root, pattern=pattern, mask_replace=mask_replace, labels_csv=labels_csv,
                    volume_column=volume_column, slice_column=slice_column, label_column=label_column, axis=axis,
                    percentiles=list(percentiles) if percentiles else None, foreground_threshold=foreground_threshold,
-                   min_foreground=min_foreground, group_regex=group_regex, classes=classes, drop_other=drop_other,
-                   min_per_class=min_per_class, on_error=on_error)
-    provenance = _common_provenance("nifti", options, group_salt, ("nibabel",))
-    provenance.update(skips.provenance(), volumes=n_volumes, slices_total=n_slices,
-                      slices_dropped_foreground=n_dropped)
+                   min_foreground=min_foreground, group_regex=group_regex, orientation=orientation,
+                   ambiguous_window=ambiguous_window, min_brain_area=min_brain_area,
+                   max_brain_regions=max_brain_regions, image_max_scaling=image_max_scaling, classes=classes,
+                   drop_other=drop_other, min_per_class=min_per_class, max_per_class=max_per_class,
+                   on_error=on_error)
+    provenance = _common_provenance("nifti", options, group_salt, ("nibabel", "scikit-image", "scipy"))
+    provenance.update(skips.provenance(), volumes=n_volumes, slices_total=totals["slices"],
+                      slices_dropped_ambiguous=totals["dropped_ambiguous"],
+                      slices_dropped_foreground=totals["dropped_foreground"],
+                      slices_dropped_brain_area=totals["dropped_brain_area"])
     provenance["background"] = f"explicit: voxels <= foreground_threshold {float(foreground_threshold)}"
     return _finish(name, where, images, values, groups, task, drop_other, min_per_class, provenance, context,
-                   backgrounds=backgrounds)
+                   backgrounds=backgrounds, max_per_class=max_per_class, keys=keys, salt=group_salt)
 
 
 # ----------------------------------------------------------------------------------------------
@@ -1152,6 +1587,7 @@ def read_medmnist(
     classes=None,
     drop_other: bool = False,
     min_per_class: int = 1,
+    max_per_class: int | None = None,
     on_error: str = "raise",
     group_salt: str = DEFAULT_GROUP_SALT,
 ) -> RawDataset:
@@ -1159,9 +1595,10 @@ def read_medmnist(
     (N, 1) or (N, K) multi-label, where ``label_column`` picks the task's column).
 
     MedMNIST ships no patient ids, so every image is its own group: images of one patient can
-    land on both sides of a split (a documented caveat of these data sets).
+    land on both sides of a split (a documented caveat of these data sets). The group string
+    ``medmnist:{split}:{index}`` is also the image's ``max_per_class`` key.
     """
-    _check_common(name, on_error, drop_other, min_per_class)
+    _check_common(name, on_error, drop_other, min_per_class, max_per_class)
     npz_path = _root(name, npz, "npz")
     split = _check_choice(name, "split", split, ["all", *MEDMNIST_SPLITS])
     parts = list(MEDMNIST_SPLITS) if split == "all" else [split]
@@ -1206,12 +1643,12 @@ def read_medmnist(
         raise DatasetError(f"dataset {name!r}: {str(npz_path)!r} holds none of the splits {parts}")
     task = TaskLabels.from_option(name, classes, values)
     options = dict(npz=npz, split=split, label_column=label_column, classes=classes, drop_other=drop_other,
-                   min_per_class=min_per_class)
+                   min_per_class=min_per_class, max_per_class=max_per_class)
     provenance = _common_provenance("medmnist", options, group_salt, ())
     provenance.update(images_per_split=counts,
                       caveat="MedMNIST has no patient ids: one group per image, a patient may span splits")
     return _finish(name, f"MedMNIST file {str(npz_path)!r}", images, values, groups, task, drop_other,
-                   min_per_class, provenance, context)
+                   min_per_class, provenance, context, max_per_class=max_per_class, keys=groups, salt=group_salt)
 
 
 # Options that name a file or folder (relative ones are resolved by sources.load_source).

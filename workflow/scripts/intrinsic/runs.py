@@ -8,7 +8,8 @@ becomes a column of the tidy tables without code changes.
 Files of one run (paths chosen by the workflow):
     training     JSON: keys, settings, epochs, fitted, per-epoch history, device, seconds
     evaluation   JSON: {"run": one flat row of runs.csv, "attacks": rows of attacks.csv,
-                 "epochs": rows of epochs.csv}
+                 "epochs": rows of epochs.csv}, and in the runs chosen for App. D.1's figure
+                 "attacked_examples" (``evaluate_trained``; not a table)
     jacobians    .npz: per-sample Jacobian norms at the test and training points
     model        (optional) float32 weights + the build_model arguments (``models.save_model``)
     checkpoints  a folder per run: the resume state (``training.train``), checkpoints of earlier
@@ -34,8 +35,10 @@ import torch
 
 from .cache import load_cache
 from .background import noisy_images
+from .attacked import RECORD_KEY
 from .evaluation import (
-    attack_penalties, evaluate, filter_rank, jacobian_norms, prediction_summary, representation_dimension,
+    attack_penalties, attacked_examples as attack_examples, evaluate, filter_rank, jacobian_norms, prediction_summary,
+    representation_dimension,
 )
 from .io import exclusive_lock, save_arrays, write_json
 from .models import initial_model, save_model
@@ -198,7 +201,7 @@ def epoch_rows(keys: dict, trained: dict) -> list[dict]:
 def evaluate_trained(keys: dict, model, built: dict, trained: dict, arrays: dict, meta: dict, evaluation_path,
                      jacobians_path=None, *, eps: list[float], attacks: list[str], pgd_steps: int, knn_k: int,
                      batch_size: int = 256, device: str = "cpu", representation_layer: str = "final_linear_input",
-                     rank_energy: float = 0.99) -> dict:
+                     rank_energy: float = 0.99, attacked_examples: dict | None = None) -> dict:
     """Generalization, robustness (at budgets ``eps`` on the [0, 1] scale), d_repr and rank (at
     ``representation_layer``, models.REPRESENTATION_LAYERS), the rank of the first convolution's
     filters, and the Jacobian norm at test and training points (Novak et al. 2018) of one
@@ -206,7 +209,10 @@ def evaluate_trained(keys: dict, model, built: dict, trained: dict, arrays: dict
     images it was trained with (``arrays``: {part: (uint8 images, labels, cache indices)} of
     the split's train and test sets, background noise included; ``meta``: the cache's).
     ``trained``: the training record. ``jacobians_path``: an .npz of the per-sample Jacobian
-    norms ("test", "train") and their cache indices."""
+    norms ("test", "train") and their cache indices. ``attacked_examples`` ({"n", "eps_255"}; the
+    workflow gives it to one run per dataset of a chosen domain, common.smk): with n > 0 the
+    record gains "attacked_examples" (``evaluation.attacked_examples``: n test images, their
+    FGSM images and the predictions on both), which the tables do not read."""
     started = time.perf_counter()
     train_x, train_y = _as_tensors(*arrays["train"][:2])
     test_x, test_y = _as_tensors(*arrays["test"][:2])
@@ -257,5 +263,8 @@ def evaluate_trained(keys: dict, model, built: dict, trained: dict, arrays: dict
     # 2/255 reads back as 2.0 exactly.
     attack_rows = [{**keys, **row, "eps_255": round(row["eps"] * 255, 9)} for row in penalties]
     record = {"run": run, "attacks": attack_rows, "epochs": epoch_rows(keys, trained)}
+    if attacked_examples and int(attacked_examples["n"]) > 0:
+        record[RECORD_KEY] = attack_examples(model, arrays["test"][0], arrays["test"][1], arrays["test"][2],
+                                             int(attacked_examples["n"]), float(attacked_examples["eps_255"]))
     write_json(evaluation_path, record)
     return record

@@ -14,6 +14,8 @@ import logging
 import os
 from pathlib import Path
 
+import numpy as np
+
 from . import embedded, readers
 from .cache import DatasetError, RawDataset
 
@@ -53,12 +55,48 @@ def load_source(
     unknown = sorted(set(options) - set(valid))
     if unknown:
         raise DatasetError(f"dataset {name!r}: source type {kind!r} has no option(s) {unknown}; valid options: {valid}")
+    options = _resolve_paths(options, base_dir)
+    context = readers.ReadContext(threads=threads, log=log, size=size, channels=channels)
+    if log is not None:
+        log.info("%s: reading source type %s with %d worker(s)", name, kind, threads)
+    return reader(name, context, **options)
+
+
+def _resolve_paths(options: dict, base_dir) -> dict:
+    """``options`` with relative file options (``readers.PATH_OPTIONS``) joined to ``base_dir``."""
+    options = dict(options)
     if base_dir is not None:
         for key in readers.PATH_OPTIONS:
             value = options.get(key)
             if isinstance(value, str) and value and not Path(os.path.expanduser(value)).is_absolute():
                 options[key] = str(Path(base_dir) / value)
-    context = readers.ReadContext(threads=threads, log=log, size=size, channels=channels)
-    if log is not None:
-        log.info("%s: reading source type %s with %d worker(s)", name, kind, threads)
-    return reader(name, context, **options)
+    return options
+
+
+def drawn_pair_classes(name: str, source: dict, pairs: int, class_pairs: list | None = None,
+                       base_dir: str | os.PathLike | None = None) -> list[str]:
+    """The class folders a ``read_classes: drawn_pairs`` cache reads: those of the first ``pairs``
+    entries of the dataset's class-pair order over every class folder of the source.
+
+    The order is ``splits.class_pair_order`` over the whole class list (ImageNet: all 1000
+    synsets), so the seeds and Fig. 1's pairings get the same pairs as from a cache of every
+    class, while only 2 x ``pairs`` folders at most are decoded.
+    """
+    from .splits import class_pair_order
+
+    if source.get("type") != "image_folder" or source.get("label_regex") is not None:
+        raise DatasetError(f"dataset {name!r}: read_classes: drawn_pairs needs a source of type image_folder "
+                           "whose labels are its class folders (no label_regex)")
+    if isinstance(pairs, bool) or not isinstance(pairs, int) or pairs < 1:
+        raise DatasetError(f"dataset {name!r}: the number of drawn class pairs must be an integer >= 1, got {pairs!r}")
+    options = _resolve_paths({k: v for k, v in source.items() if k != "type"}, base_dir)
+    listed = options.get("classes")
+    if listed is None:
+        universe = readers.list_class_folders(name, options.get("root"))
+    elif isinstance(listed, list):
+        universe = [str(value) for value in listed]
+    else:
+        raise DatasetError(f"dataset {name!r}: read_classes: drawn_pairs needs 'classes' to be a list of class "
+                           f"folders (or absent: every folder), got {listed!r}")
+    order = class_pair_order(name, universe, np.arange(len(universe)), class_pairs)
+    return sorted({universe[index] for pair in order[:pairs] for index in pair})

@@ -110,7 +110,10 @@ def class_pair_order(dataset: str, classes: list[str], labels: np.ndarray,
     Candidates: the only pair of a binary source, the given class-name ``pairs``, or else every
     pair of the classes present. Seed s takes entry s mod len(order) (``choose_class_pair``), so
     seeds 0..len-1 get distinct pairs, and the first P entries are the P distinct pairings whose
-    label sharpness Fig. 1 averages. The order depends only on the dataset and its classes.
+    label sharpness Fig. 1 averages. The order depends only on the dataset and its class list:
+    it is drawn over every pair of ``classes`` and the pairs with a class without images are then
+    left out, so a cache that holds only the classes of the first P pairs (``read_classes:
+    drawn_pairs``, ImageNet) has the same first P pairs as the whole source.
     """
     if len(classes) < 2:
         raise DatasetError(f"dataset {dataset!r} has {len(classes)} class(es); a split needs 2")
@@ -123,15 +126,16 @@ def class_pair_order(dataset: str, classes: list[str], labels: np.ndarray,
             raise DatasetError(f"dataset {dataset!r}: class pairs name unknown classes {unknown}; classes are {classes}")
         candidates = sorted({tuple(sorted(classes.index(name) for name in pair)) for pair in pairs})
     else:
-        present = sorted(set(np.unique(labels).tolist()))
-        candidates = list(itertools.combinations(present, 2))
+        candidates = list(itertools.combinations(range(len(classes)), 2))
+    present = set(np.unique(labels).tolist())
+    if len(candidates) > 1:
+        # A separate stream from the splits' own, so the pair does not shift the sample order.
+        order = np.random.default_rng([zlib.crc32(dataset.encode()), 1]).permutation(len(candidates))
+        candidates = [candidates[int(i)] for i in order]
+    candidates = [pair for pair in candidates if pair[0] in present and pair[1] in present]
     if not candidates:
         raise DatasetError(f"dataset {dataset!r}: no class pair with images in both classes")
-    if len(candidates) == 1:
-        return candidates
-    # A separate stream from the splits' own, so the pair does not shift the sample order.
-    order = np.random.default_rng([zlib.crc32(dataset.encode()), 1]).permutation(len(candidates))
-    return [candidates[int(i)] for i in order]
+    return candidates
 
 
 def choose_class_pair(dataset: str, classes: list[str], labels: np.ndarray, seed: int,

@@ -36,7 +36,7 @@ import seaborn as sns
 from matplotlib.lines import Line2D
 from scipy import stats
 
-from .analysis import mean_t_interval, pearson_with_ci, to_markdown_table
+from .analysis import finite_mean_interval, pearson_with_ci, to_markdown_table
 from .figures import (_dataset_order, _domain_order, _facet_axes,
                       _require, natural_key, save_figure)
 
@@ -53,16 +53,6 @@ def _numeric(table: pd.DataFrame, column: str) -> pd.Series:
         return pd.to_numeric(table[column], errors="raise").astype(float)
     except (TypeError, ValueError) as error:
         raise ValueError(f"column {column!r} is not numeric: {error}") from error
-
-
-def _mean_ci(values, level: float = 0.95) -> tuple[float, float, float, int]:
-    """(mean, ci_low, ci_high, n) over the finite values; all NaN when there are none."""
-    values = np.asarray(values, dtype=float)
-    values = values[np.isfinite(values)]
-    if len(values) == 0:
-        return math.nan, math.nan, math.nan, 0
-    mean, low, high = mean_t_interval(values, level)
-    return mean, low, high, len(values)
 
 
 def _slice(table: pd.DataFrame, *, noise: float | None = None, variant: str | None = None,
@@ -226,7 +216,7 @@ def noise_rank_table(runs: pd.DataFrame, *, measures: Sequence[str] = tuple(NOIS
         row["n_sizes"] = int(sizes.loc[key, "n_sizes"])
         row["n_runs"] = int(sizes.loc[key, "n_runs"])
         for column in measures:
-            mean, low, high, _ = _mean_ci(group[column], level)
+            mean, low, high, _ = finite_mean_interval(group[column], level)
             row.update({column: mean, f"{column}_ci_low": low, f"{column}_ci_high": high})
         out.append(row)
     table = pd.DataFrame(out)
@@ -491,7 +481,7 @@ def variant_table(runs: pd.DataFrame, attacks: pd.DataFrame | None = None, eps_2
         row = dict(zip(VARIANT_KEYS, key))
         row["n_runs"] = len(group)
         for m in measures:
-            mean, low, high, _ = _mean_ci(group[m], level)
+            mean, low, high, _ = finite_mean_interval(group[m], level)
             row.update({m: mean, f"{m}_ci_low": low, f"{m}_ci_high": high})
         if row["variant"] == "standard":
             row["n_pairs"] = 0
@@ -501,7 +491,7 @@ def variant_table(runs: pd.DataFrame, attacks: pd.DataFrame | None = None, eps_2
                                                               left_index=True, right_index=True)
             row["n_pairs"] = len(joined)
             for m in paired:
-                mean, low, high, _ = _mean_ci(joined[m] - joined[f"{m}_standard"], level)
+                mean, low, high, _ = finite_mean_interval(joined[m] - joined[f"{m}_standard"], level)
                 row.update({f"diff_{m}": mean, f"diff_{m}_ci_low": low, f"diff_{m}_ci_high": high})
         out.append(row)
     table = _ordered(pd.DataFrame(out, columns=columns), ["dataset", "model", "variant"])
@@ -553,7 +543,7 @@ def figure_variants(runs: pd.DataFrame, attacks: pd.DataFrame | None, png, pdf, 
     out = []
     for key, group in per_run.groupby(VARIANT_KEYS, sort=False):
         for column, (attack, eps) in [("test_accuracy", ("clean", 0.0))] + [(c, meta[c]) for c in attack_columns]:
-            mean, low, high, n = _mean_ci(group[column], level)
+            mean, low, high, n = finite_mean_interval(group[column], level)
             if n:
                 out.append({**dict(zip(VARIANT_KEYS, key)), "attack": attack, "eps_255": eps,
                             "accuracy": mean, "ci_low": low, "ci_high": high, "n_runs": n})
