@@ -15,6 +15,7 @@ from intrinsic.cache import RawDataset, load_cache, write_cache
 from intrinsic.estimators import intrinsic_dimension
 from intrinsic.properties import dataset_sharpness, split_properties
 from intrinsic.splits import make_split
+from test_properties import blob_images
 
 T_975_1 = stats.t.ppf(0.975, 1)  # 12.706...: the 95% t quantile of a mean of two values
 
@@ -78,12 +79,8 @@ def test_resolution_above_the_cache_is_an_error_naming_the_key():
 
 @pytest.fixture(scope="module")
 def blob_cache(tmp_path_factory):
-    """Blobs whose centre is the latent (u, v): a 2-d manifold; three classes by u."""
-    rng = np.random.default_rng(0)
-    latent = rng.random((300, 2))
-    grid = np.linspace(0, 1, 32)
-    yy, xx = np.meshgrid(grid, grid, indexing="ij")
-    images = [np.exp(-((xx - 0.2 - 0.6 * u) ** 2 + (yy - 0.2 - 0.6 * v) ** 2) / 0.02) for u, v in latent]
+    """Blob images (test_properties.blob_images, a 2-d manifold); three classes by u."""
+    images, latent = blob_images(300)
     raw = RawDataset("blobs", images, (latent[:, 0] * 3).astype(int), np.arange(300), ["a", "b", "c"])
     folder = tmp_path_factory.mktemp("blobs")
     write_cache(folder, raw, size=32, channels=1, domain="synthetic")

@@ -9,14 +9,19 @@ from intrinsic.properties import dataset_sharpness, split_properties
 from intrinsic.splits import class_pair_order, make_split
 
 
+def blob_images(n: int, side: int = 32) -> tuple[list[np.ndarray], np.ndarray]:
+    """n images of a blob whose centre is the latent (u, v), uniform in [0, 1]^2: a 2-dimensional
+    image manifold; the images and the latents."""
+    latent = np.random.default_rng(0).random((n, 2))
+    grid = np.linspace(0, 1, side)
+    yy, xx = np.meshgrid(grid, grid, indexing="ij")
+    return [np.exp(-((xx - 0.2 - 0.6 * u) ** 2 + (yy - 0.2 - 0.6 * v) ** 2) / 0.02) for u, v in latent], latent
+
+
 @pytest.fixture(scope="module")
 def two_parameter_cache(tmp_path_factory):
-    """Images of a blob whose centre is the latent (u, v): a 2-dimensional image manifold."""
-    rng = np.random.default_rng(0)
-    latent = rng.random((600, 2))
-    grid = np.linspace(0, 1, 32)
-    yy, xx = np.meshgrid(grid, grid, indexing="ij")
-    images = [np.exp(-((xx - 0.2 - 0.6 * u) ** 2 + (yy - 0.2 - 0.6 * v) ** 2) / 0.02) for u, v in latent]
+    """Blob images (``blob_images``), two classes by u."""
+    images, latent = blob_images(600)
     raw = RawDataset("blobs", images, (latent[:, 0] > 0.5).astype(int), np.arange(600), ["left", "right"],
                      provenance={"d_true": 2})
     folder = tmp_path_factory.mktemp("blobs")
