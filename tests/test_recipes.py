@@ -248,3 +248,24 @@ def test_rsna_recipe_scales_stored_values_by_the_image_maximum(repo, tmp_path):
     expected = np.array([[0, 0.25], [0.5, 1]], np.float32)  # slope 2, intercept -1024 ignored
     for image in raw.images:
         np.testing.assert_allclose(image, expected, atol=1e-7)
+
+
+def test_drawn_pair_classes_list_the_folders_the_reader_lists(tmp_path):
+    """The pair draw sees the class folders the reader will: with `extensions`, a folder holding
+    only other files is no class of either; errors name the dataset and the option."""
+    from intrinsic.cache import DatasetError
+    from intrinsic.sources import drawn_pair_classes
+
+    for folder, suffix in (("a", "png"), ("b", "png"), ("c", "jpg"), ("d", "png")):
+        write_png(tmp_path / folder / f"x.{suffix}", np.zeros((4, 4)))
+    source = {"type": "image_folder", "root": str(tmp_path), "extensions": ["png"]}
+    universe = ["a", "b", "d"]
+    order = class_pair_order("toy", universe, np.arange(3))
+    assert drawn_pair_classes("toy", source, 1) == sorted(universe[i] for i in order[0])
+    assert drawn_pair_classes("toy", source, 3) == universe
+    raw = load_source("toy", {**source, "include_classes": drawn_pair_classes("toy", source, 1)})
+    assert raw.classes == universe
+    with pytest.raises(DatasetError, match="dataset 'toy': read_classes: drawn_pairs needs a source of type"):
+        drawn_pair_classes("toy", {"type": "image_csv", "csv": "x.csv"}, 1)
+    with pytest.raises(DatasetError, match="integer >= 1"):
+        drawn_pair_classes("toy", source, 0)

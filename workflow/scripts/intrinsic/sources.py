@@ -92,9 +92,9 @@ def drawn_pair_classes(name: str, source: dict, pairs: int, class_pairs: list | 
     options = _resolve_paths({k: v for k, v in source.items() if k != "type"}, base_dir)
     listed = options.get("classes")
     if listed is None:
-        universe = readers.list_class_folders(name, options.get("root"))
+        universe = readers.list_class_folders(name, options.get("root"), options.get("extensions"))
     elif isinstance(listed, list):
-        universe = [str(value) for value in listed]
+        universe = [readers.label_key(value) for value in listed]  # as the reader's class list spells them
     else:
         raise DatasetError(f"dataset {name!r}: read_classes: drawn_pairs needs 'classes' to be a list of class "
                            f"folders (or absent: every folder), got {listed!r}")
