@@ -51,6 +51,8 @@ import pandas as pd
 import statsmodels.api as sm
 from scipy import stats
 
+from .tables import numeric_column
+
 LAWS = ("eq2_with_kf", "eq2_without_kf", "eq4_d_repr")
 
 
@@ -63,11 +65,7 @@ def _require_columns(table: pd.DataFrame, columns: Sequence[str]) -> None:
 
 
 def _numeric(table: pd.DataFrame, column: str) -> np.ndarray:
-    try:
-        values = pd.to_numeric(table[column], errors="raise").to_numpy(dtype=float)
-    except (TypeError, ValueError) as error:
-        raise ValueError(f"column {column!r} is not numeric: {error}") from error
-    return values
+    return numeric_column(table, column).to_numpy()
 
 
 def _complete_rows(table: pd.DataFrame, columns: Sequence[str]) -> pd.DataFrame:

@@ -35,7 +35,7 @@ from .cache import DatasetCache, convert_image, quantize
 from .io import read_json
 from .properties import dataset_sharpness, split_properties
 from .splits import Split
-from .tables import reference_slice
+from .tables import numeric_column, reference_slice
 
 # The tables and figures need matplotlib, seaborn, scipy and statsmodels (through .analysis and
 # .figures): imported where used, so that the 42 rule invariance_properties jobs of the appendix
@@ -62,13 +62,6 @@ def _finite_mean(values) -> float:
     values = np.asarray(values, dtype=float)
     values = values[np.isfinite(values)]
     return float(values.mean()) if len(values) else math.nan
-
-
-def _numeric(table: pd.DataFrame, column: str, what: str) -> pd.Series:
-    try:
-        return pd.to_numeric(table[column], errors="raise").astype(float)
-    except (TypeError, ValueError) as error:
-        raise ValueError(f"{what}: column {column!r} is not numeric ({error})") from None
 
 
 # ----------------------------------------------------------------- App. B.1: resized views
@@ -284,7 +277,7 @@ def figure_invariance(table: pd.DataFrame, png, pdf, *, level: float = 0.95) -> 
         plotted = []
         for (dataset, channels), line in table.groupby(["dataset", "channels"], sort=False):
             line = line.sort_values("resolution")
-            values = _numeric(line, column, "figure_invariance").to_numpy()
+            values = numeric_column(line, column, "figure_invariance").to_numpy()
             keep = np.isfinite(values) & ((values > 0) if log_y else True)
             dropped += int((~keep).sum())
             line = line[keep]
@@ -369,26 +362,26 @@ def task_ranking_table(runs: pd.DataFrame, sharpness: pd.DataFrame, properties: 
             if task_runs.empty:
                 raise ValueError(f"task_ranking: group {group!r}: task {task!r} has no runs in runs.csv "
                                  f"at {reference}")
-            n_max = int(_numeric(task_runs, "n_train", "runs.csv").max())
-            task_runs = task_runs[_numeric(task_runs, "n_train", "runs.csv") == n_max]
+            n_max = int(numeric_column(task_runs, "n_train", "runs.csv").max())
+            task_runs = task_runs[numeric_column(task_runs, "n_train", "runs.csv") == n_max]
             pairs = sharpness[(sharpness["dataset"] == task) & sharpness["seeds"].map(_seeds_used)]
             if pairs.empty:
                 raise ValueError(f"task_ranking: task {task!r} has no class pair with seeds in label_sharpness.csv")
             task_properties = properties[(properties["dataset"] == task)
-                                         & (_numeric(properties, "n_train", "dataset_properties.csv") == n_max)]
+                                         & (numeric_column(properties, "n_train", "dataset_properties.csv") == n_max)]
             if task_properties.empty:
                 raise ValueError(f"task_ranking: task {task!r} has no dataset properties at N = {n_max}")
             d_data = task_properties.groupby("seed")[["d_mle", "d_twonn"]].mean()
             domain = task_runs["domain"].iloc[0] if "domain" in task_runs else ""
             base = {"group": group, "dataset": task, "domain": domain, "classes": "; ".join(pairs["classes"]),
-                    "n_pairs": len(pairs), "k_f": _mean_ci(_numeric(pairs, "k_f", "label_sharpness.csv"))[0],
-                    "k_f_255": _mean_ci(_numeric(pairs, "k_f_255", "label_sharpness.csv"))[0],
+                    "n_pairs": len(pairs), "k_f": _mean_ci(numeric_column(pairs, "k_f", "label_sharpness.csv"))[0],
+                    "k_f_255": _mean_ci(numeric_column(pairs, "k_f_255", "label_sharpness.csv"))[0],
                     "d_mle": _mean_ci(d_data["d_mle"])[0], "d_twonn": _mean_ci(d_data["d_twonn"])[0]}
             for model, model_runs in task_runs.groupby("model", sort=False):
                 seeds = model_runs.groupby("seed")[["test_loss", "test_accuracy"]].mean()
                 row = {**base, "model": model, "n_train": n_max, "n_seeds": len(seeds)}
                 for column in ("test_loss", "test_accuracy"):
-                    mean, low, high, _ = _mean_ci(_numeric(seeds, column, "runs.csv"), level)
+                    mean, low, high, _ = _mean_ci(numeric_column(seeds, column, "runs.csv"), level)
                     row.update({column: mean, f"{column}_ci_low": low, f"{column}_ci_high": high})
                 rows.append(row)
     table = pd.DataFrame(rows, columns=TASK_RANKING_COLUMNS)
@@ -418,10 +411,10 @@ def rank_tasks(table: pd.DataFrame) -> pd.DataFrame:
             raise ValueError(f"rank_tasks: task {rows.loc[duplicated, 'dataset'].iloc[0]!r} appears twice in group "
                              f"{rows['group'].iloc[0]!r} for model {rows['model'].iloc[0]!r}")
         for column, rank in (("k_f", "rank_k_f"), ("test_loss", "rank_test_loss")):
-            values = _numeric(rows, column, "rank_tasks")
+            values = numeric_column(rows, column, "rank_tasks")
             finite = values[np.isfinite(values)]
             table.loc[finite.index, rank] = stats.rankdata(finite.to_numpy(), method="average")
-        both = rows[np.isfinite(_numeric(rows, "k_f", "rank_tasks")) & np.isfinite(_numeric(rows, "test_loss", "rank_tasks"))]
+        both = rows[np.isfinite(numeric_column(rows, "k_f", "rank_tasks")) & np.isfinite(numeric_column(rows, "test_loss", "rank_tasks"))]
         table.loc[rows.index, "n_tasks"] = len(both)
         if len(both) < 3:
             table.loc[rows.index, "note"] = f"{len(both)} task(s) with a finite K_F and test loss: rho needs at least 3"

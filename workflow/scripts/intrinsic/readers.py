@@ -169,9 +169,9 @@ def _check_bool(name: str, option: str, value) -> bool:
     return value
 
 
-def _check_count(name: str, option: str, value, minimum: int) -> int | None:
-    """An optional integer option >= ``minimum`` (None: off)."""
-    if value is None:
+def _check_count(name: str, option: str, value, minimum: int, optional: bool = True) -> int | None:
+    """An integer option >= ``minimum``; with ``optional``, None (off) too."""
+    if value is None and optional:
         return None
     if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
         raise DatasetError(f"dataset {name!r}: option {option!r} must be an integer >= {minimum}, got {value!r}")
@@ -494,8 +494,7 @@ def _common_provenance(kind: str, options: dict, group_salt: str, packages: tupl
 def _check_common(name: str, on_error, drop_other, min_per_class, max_per_class) -> None:
     _check_choice(name, "on_error", on_error, ["raise", "skip"])
     _check_bool(name, "drop_other", drop_other)
-    if isinstance(min_per_class, bool) or not isinstance(min_per_class, int) or min_per_class < 1:
-        raise DatasetError(f"dataset {name!r}: option 'min_per_class' must be an integer >= 1, got {min_per_class!r}")
+    _check_count(name, "min_per_class", min_per_class, 1, optional=False)
     _check_count(name, "max_per_class", max_per_class, 1)
 
 

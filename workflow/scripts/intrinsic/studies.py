@@ -39,6 +39,7 @@ from scipy import stats
 from .analysis import finite_mean_interval, pearson_with_ci, to_markdown_table
 from .figures import (_dataset_order, _domain_order, _facet_axes,
                       _require, natural_key, save_figure)
+from .tables import numeric_column
 
 RUN_AXES = ["dataset", "model", "n_train", "seed", "noise", "variant"]
 VARIANT_ORDER = ["standard", "noise_class", "exclude_illusive"]
@@ -48,13 +49,6 @@ ATTACK_STYLE = {"fgsm": "-", "pgd": "--"}
 # ------------------------------------------------------------------------------------- helpers
 
 
-def _numeric(table: pd.DataFrame, column: str) -> pd.Series:
-    try:
-        return pd.to_numeric(table[column], errors="raise").astype(float)
-    except (TypeError, ValueError) as error:
-        raise ValueError(f"column {column!r} is not numeric: {error}") from error
-
-
 def _slice(table: pd.DataFrame, *, noise: float | None = None, variant: str | None = None,
            what: str) -> pd.DataFrame:
     """Rows at background noise ``noise`` (compared with a tolerance) and of ``variant``; None
@@ -62,7 +56,7 @@ def _slice(table: pd.DataFrame, *, noise: float | None = None, variant: str | No
     keep = np.ones(len(table), dtype=bool)
     if noise is not None:
         _require(table, ["noise"], what)
-        keep &= np.isclose(_numeric(table, "noise").to_numpy(), float(noise), rtol=0, atol=1e-9)
+        keep &= np.isclose(numeric_column(table, "noise").to_numpy(), float(noise), rtol=0, atol=1e-9)
     if variant is not None:
         _require(table, ["variant"], what)
         keep &= (table["variant"].astype(str) == str(variant)).to_numpy()
@@ -199,9 +193,9 @@ def noise_rank_table(runs: pd.DataFrame, *, measures: Sequence[str] = tuple(NOIS
     keys = NOISE_KEYS + (["n_train"] if by_n_train else [])
     _require(runs, RUN_AXES + ["domain"] + measures, "noise_rank_table")
     rows = _slice(runs, variant="standard", what="noise_rank_table").copy()
-    rows["noise"] = _numeric(rows, "noise")
+    rows["noise"] = numeric_column(rows, "noise")
     for column in measures:
-        rows[column] = _numeric(rows, column)
+        rows[column] = numeric_column(rows, column)
     columns = keys + ["noise", "n_seeds", "n_sizes", "n_runs"] + [
         f"{m}{s}" for m in measures for s in ("", "_ci_low", "_ci_high", "_ratio_to_clean")]
     if rows.empty:
@@ -419,7 +413,7 @@ def _attack_wide(attacks: pd.DataFrame | None, eps_255_for_table=None) -> tuple[
         rows = rows[np.isclose(rows["eps_255"].to_numpy()[:, None], wanted[None, :]).any(axis=1)]
     if rows.empty:
         return pd.DataFrame(columns=keys), []
-    rows["attacked_accuracy"] = _numeric(rows, "attacked_accuracy")
+    rows["attacked_accuracy"] = numeric_column(rows, "attacked_accuracy")
     rows["column"] = [_attack_column(a, e) for a, e in zip(rows["attack"], rows["eps_255"])]
     budgets = rows[["attack", "eps_255", "column"]].drop_duplicates().itertuples(index=False)
     names = [b.column for b in sorted(budgets, key=lambda b: (_attack_key(b.attack), b.eps_255))]
@@ -436,7 +430,7 @@ def _per_run(runs: pd.DataFrame, attacks, eps_255_for_table) -> tuple[pd.DataFra
     rows = _slice(runs, noise=0.0, what="variant_table").copy()
     for column in ["train_loss", "test_loss", "test_accuracy", "test_accuracy_real_classes",
                    "noise_predicted_fraction", "n_excluded", "n_noise_images"]:
-        rows[column] = _numeric(rows, column)
+        rows[column] = numeric_column(rows, column)
     rows["variant"] = rows["variant"].astype(str)
     rows["generalization_gap"] = rows["test_loss"] - rows["train_loss"]
     keys = PAIR_KEYS + ["variant"]
@@ -637,7 +631,7 @@ def figure_overfitting(epochs: pd.DataFrame, png, pdf, *, show_first_pass: bool 
     if rows.empty:
         raise ValueError("figure_overfitting: no standard or exclude_illusive epochs at noise 0")
     for column in ("epoch", "train_loss", "test_loss"):
-        rows[column] = _numeric(rows, column)
+        rows[column] = numeric_column(rows, column)
     curve = ["dataset", "domain", "model", "variant", "pass"]
     run = curve + ["n_train", "seed"]
     per_run = rows.groupby(run + ["epoch"], sort=True)[["train_loss", "test_loss"]].mean().reset_index()
@@ -780,7 +774,7 @@ def jacobian_points(runs: pd.DataFrame, *, variant: str | None = "standard", noi
              "jacobian_generalization")
     rows = _slice(runs, noise=noise, variant=variant, what="jacobian_generalization").copy()
     for column in ["train_loss", "test_loss", "train_accuracy", "test_accuracy", *x_columns]:
-        rows[column] = _numeric(rows, column)
+        rows[column] = numeric_column(rows, column)
     rows["loss_gap"] = rows["test_loss"] - rows["train_loss"]
     rows["accuracy_gap"] = rows["train_accuracy"] - rows["test_accuracy"]
     return rows.reset_index(drop=True)

@@ -10,6 +10,16 @@ import pandas as pd
 
 from .io import atomic_write, read_json
 
+
+def numeric_column(table: pd.DataFrame, column: str, what: str = "") -> pd.Series:
+    """``table[column]`` as floats; a ValueError naming the column (and ``what``, e.g. the file)
+    when a cell is not a number."""
+    try:
+        return pd.to_numeric(table[column], errors="raise").astype(float)
+    except (TypeError, ValueError) as error:
+        where = f"{what}: " if what else ""
+        raise ValueError(f"{where}column {column!r} is not numeric: {error}") from None
+
 SPLIT_PROPERTY_COLUMNS = [
     "dataset", "domain", "noise", "n_train", "n_test", "seed", "classes", "d_mle", "d_twonn",
     "data_energy_rank", "data_effective_rank", "rank_energy", "background_fraction",
