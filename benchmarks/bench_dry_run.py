@@ -12,7 +12,6 @@ interleaved, and reports the minimum of each.
 
 import argparse
 import os
-import subprocess
 import sys
 import tempfile
 import time
@@ -21,6 +20,8 @@ from pathlib import Path
 import yaml
 
 REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO / "tests"))
+from helpers import job_counts, snakemake  # tests/helpers.py, shared with the tests
 
 
 def bare_rule(name: str, body: str) -> str:
@@ -75,22 +76,12 @@ def bare_snakefile(paper: dict) -> str:
     return f"{axes}\nrule all:\n    input: {targets}\n\n" + "".join(bare_rule(*rule) for rule in rules)
 
 
-def dry_run(args: list[str], workdir: Path) -> tuple[float, str]:
-    command = [sys.executable, "-m", "snakemake", "-n", "--quiet", "rules", "-d", str(workdir), *args]
+def dry_run(snakefile: Path, workdir: Path, *args: str) -> tuple[float, int]:
+    """Seconds of `snakemake -n` in ``workdir`` and the number of jobs it would run."""
     started = time.perf_counter()
-    result = subprocess.run(command, capture_output=True, text=True)
+    output = snakemake(snakefile, workdir, "-n", "--quiet", "rules", *args).stdout
     seconds = time.perf_counter() - started
-    if result.returncode != 0:
-        raise SystemExit(f"{' '.join(command)} failed:\n{result.stdout}\n{result.stderr}")
-    return seconds, result.stdout
-
-
-def total_jobs(output: str) -> int:
-    for line in output.splitlines():
-        parts = line.split()
-        if len(parts) == 2 and parts[0] == "total":
-            return int(parts[1])
-    raise ValueError("no job count in the dry-run output")
+    return seconds, job_counts(output)["total"]
 
 
 def main() -> None:
@@ -104,15 +95,14 @@ def main() -> None:
         bare.write_text(bare_snakefile(yaml.safe_load(paper.read_text())))
         (scratch / "workflow_run").mkdir()
         (scratch / "bare_run").mkdir()
-        workflow_args = ["-s", str(REPO / "Snakefile"), "--configfile", str(paper)]
-        bare_args = ["-s", str(bare), "--workflow-profile", "none"]
+        runs = {"workflow": (REPO / "Snakefile", "--configfile", str(paper)),
+                "bare": (bare, "--workflow-profile", "none")}
         timings = {"workflow": [], "bare": []}
         jobs = {}
         for _ in range(options.repeats):
-            for name, args in (("workflow", workflow_args), ("bare", bare_args)):
-                seconds, output = dry_run(args, scratch / f"{name}_run")
+            for name, (snakefile, *args) in runs.items():
+                seconds, jobs[name] = dry_run(snakefile, scratch / f"{name}_run", *args)
                 timings[name].append(seconds)
-                jobs[name] = total_jobs(output)
     workflow_s, bare_s = min(timings["workflow"]), min(timings["bare"])
     print(f"load average: {os.getloadavg()[0]:.2f}; cores: {os.cpu_count()}; repeats: {options.repeats}")
     print(f"workflow (config/paper.yaml): {jobs['workflow']} jobs, {workflow_s:.2f} s (min)")

@@ -55,10 +55,10 @@ from torch.utils.flop_counter import FlopCounterMode
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "workflow" / "scripts"))
-import intrinsic.training as training  # noqa: E402
-from intrinsic.io import save_verified  # noqa: E402
-from intrinsic.models import ARCHITECTURES, build_model  # noqa: E402
-from intrinsic.runs import train_settings  # noqa: E402
+import intrinsic.training as training
+from intrinsic.io import save_verified
+from intrinsic.models import ARCHITECTURES, build_model, resolve_device
+from intrinsic.runs import train_settings
 
 # Dense bf16 tensor-core peaks (TFLOP/s, no sparsity), by whole words of the lower-case CUDA device
 # name ("a10" is not "a10g"); first match wins, so the more specific names come first. V100 and
@@ -455,10 +455,10 @@ def project(cfg: dict, models: dict, peak: float, epochs: float) -> dict:
 # ------------------------------------------------------------------------------------ main
 def main(argv=None) -> dict:
     args = parse_args(argv)
-    device = torch.device("cuda" if args.device == "auto" and torch.cuda.is_available() else
-                          "cpu" if args.device == "auto" else args.device)
-    if device.type == "cuda" and not torch.cuda.is_available():
-        sys.exit("--device cuda: CUDA is not available")
+    try:
+        device = resolve_device(args.device)
+    except RuntimeError as error:
+        sys.exit(f"--device {args.device}: {error}")
     cuda = device.type == "cuda"
     args.compile = args.compile or ("both" if cuda else "off")
     args.packed = (4 if cuda else 0) if args.packed is None else args.packed
@@ -534,11 +534,13 @@ def report(out: dict) -> None:
             print(f"| {name} | failed: {r['error']} |")
     for name, r in rows.items():
         st, co, ck, pk = r.get("step", {}), r.get("step_compiled", {}), r["checkpoint"], r.get("packed", {})
-        print(f"| {name} | {r['batch_size']} | {r['flops_per_image']['train'] / 1e9:.3g} | {fmt(st.get('images_per_s'))} "
+        print(f"| {name} | {r['batch_size']} | {r['flops_per_image']['train'] / 1e9:.3g} "
+              f"| {fmt(st.get('images_per_s'))} "
               f"| {fmt(st.get('tflops'), '.3g')} | {fmt(st.get('peak_fraction'), '.1%')} "
               f"| {fmt(co.get('images_per_s'), '.1f', co.get('error', 'off')[:40])} "
               f"| {fmt(co.get('peak_fraction'), '.1%')} | {fmt(co.get('compile_s'))} | {ck['mb']:.0f} "
-              f"| {ck['seconds']:.2f} | {pk.get('k', 0)} | {fmt(pk.get('total_images_per_s'), '.1f', pk.get('error', 'n/a')[:60])} "
+              f"| {ck['seconds']:.2f} | {pk.get('k', 0)} "
+              f"| {fmt(pk.get('total_images_per_s'), '.1f', pk.get('error', 'n/a')[:60])} "
               f"| {fmt(pk.get('gain'), '.2f')} | {fmt(pk.get('efficiency'), '.2f')} |")
     print("\n| model | workflow train img/s | epoch img/s | epoch s | train batches s | fit check s | test eval s "
           "| checkpoint s | outside step compute | same w/o checkpoint | of which data + overhead | first epoch s |")

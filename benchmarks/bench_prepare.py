@@ -16,7 +16,7 @@ rule prepare_dataset does: ``load_source(name, source, threads=t, size=224, chan
          geometry), source type ``nifti`` with percentile normalisation and foreground drop.
 
 threads = 1 runs everything in the calling process (the single-process baseline); threads = t
-uses a pool of t workers (``intrinsic.readers.POOL_KIND``: processes by default; ``--pool
+uses a pool of t workers (``intrinsic.sources.common.POOL_KIND``: processes by default; ``--pool
 thread`` measures a thread pool instead). The files are generated once into ``--data`` (default
 a temporary folder, deleted at the end) and every configuration reads the same files; the OS
 page cache is warm for all but the first run, so a cold first run is excluded by a warm-up read.
@@ -41,9 +41,8 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "workflow" / "scripts"))
 
-from intrinsic import readers  # noqa: E402
-from intrinsic.cache import write_cache  # noqa: E402
-from intrinsic.sources import load_source  # noqa: E402
+from intrinsic.cache import write_cache
+from intrinsic.sources import common, load_source
 
 
 def smooth_image(rng: np.random.Generator, side: int) -> np.ndarray:
@@ -143,7 +142,7 @@ def main() -> None:
     args = parser.parse_args()
     if args.quick:
         args.n_png, args.n_volumes = 1000, 4
-    readers.POOL_KIND = args.pool
+    common.POOL_KIND = args.pool
     for variable in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
         os.environ.setdefault(variable, "1")  # one BLAS thread per worker: workers are the parallelism
 

@@ -21,7 +21,6 @@ import argparse
 import csv
 import json
 import re
-import subprocess
 import sys
 import tempfile
 import time
@@ -29,6 +28,8 @@ from collections import defaultdict
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO / "tests"))
+from helpers import snakemake  # tests/helpers.py, shared with the tests
 FINISHED = re.compile(r"finished in ([0-9.]+) s$", re.MULTILINE)
 
 
@@ -97,8 +98,7 @@ def main() -> None:
     else:
         workdir = args.workdir or Path(tempfile.mkdtemp(prefix="run_overhead_"))
         started = time.perf_counter()
-        subprocess.run([sys.executable, "-m", "snakemake", "-s", str(REPO / "Snakefile"), "-d", str(workdir),
-                        "--cores", str(args.cores), "--quiet"], check=True)
+        snakemake(REPO, workdir, "--cores", str(args.cores), "--quiet")
         figures = measure(workdir, time.perf_counter() - started, args.cores)
         figures["workdir"] = str(workdir)
     for key, value in figures.items():

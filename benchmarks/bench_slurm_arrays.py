@@ -18,17 +18,14 @@ import tempfile
 import time
 from pathlib import Path
 
-import yaml
-
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "tests"))
-from test_slurm import SITE, SMALL, sbatch_calls  # noqa: E402 (the test cluster's site values and tiny grid)
-from test_workflow import config_file  # noqa: E402
+from helpers import SITE, config_file, load_config, sbatch_calls, snakemake  # tests/helpers.py
 
 
 def grid(datasets: list[str], n_train: list[int], seeds: list[int]) -> dict:
-    """tests/test_slurm.py's tiny grid over these datasets, sizes and seeds."""
-    config = yaml.safe_load(yaml.safe_dump(SMALL))
+    """tests/configs/slurm.yaml (the grid of tests/test_slurm.py) over these datasets, sizes and seeds."""
+    config = load_config("slurm")
     config["splits"].update(n_train=n_train, seeds=seeds)
     config["datasets"] = datasets
     return config
@@ -62,16 +59,11 @@ def submitted_jobs(call: str) -> int:
 
 def run(workflow: Path, workdir: Path, config: dict, extra: list[str]) -> dict:
     workdir.mkdir(parents=True)
-    command = [sys.executable, "-m", "snakemake", "-s", str(workflow / "Snakefile"), "-d", str(workdir),
-               "--profile", str(REPO / "profiles" / "slurm"),
-               "--configfile", config_file(workdir, config, "grid.yaml"), *SITE, *extra]
     started = time.perf_counter()
-    result = subprocess.run(command, capture_output=True, text=True)
+    result = snakemake(workflow, workdir, "--profile", str(REPO / "profiles" / "slurm"), "--configfile",
+                       config_file(workdir, config, "grid.yaml"), *SITE, *extra)
     seconds = time.perf_counter() - started
-    output = result.stdout + result.stderr
-    if result.returncode != 0:
-        raise SystemExit(f"{' '.join(command)} failed:\n{output[-5000:]}")
-    calls = sbatch_calls(output)
+    calls = sbatch_calls(result.stdout + result.stderr)
     tasks = sum(submitted_jobs(call) for call in calls)
     gpu_jobs = sum(submitted_jobs(call) for call in calls if "--gpus" in call)
     return {"sbatch calls": len(calls), "SLURM jobs": tasks, "GPU allocations": gpu_jobs,

@@ -79,12 +79,12 @@ ARGS = parse_args() if __name__ == "__main__" else parse_args([])
 for _var in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS"):
     os.environ[_var] = str(ARGS.threads)
 
-import numpy as np  # noqa: E402
-import torch  # noqa: E402
+import numpy as np
+import torch
 
 sys.path.insert(0, str(REPO / "workflow" / "scripts"))
-from intrinsic.cache import convert_image, quantize  # noqa: E402
-from intrinsic.estimators import (  # noqa: E402
+from intrinsic.cache import convert_image, quantize
+from intrinsic.estimators import (
     balanced_sample,
     intrinsic_dimension,
     label_sharpness,

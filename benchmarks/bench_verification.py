@@ -40,9 +40,9 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "workflow" / "scripts"))
 
-from intrinsic.cache import RawDataset, load_cache, write_cache  # noqa: E402
-from intrinsic.io import load_verified, save_verified  # noqa: E402
-from intrinsic.models import build_model  # noqa: E402
+from intrinsic.cache import RawDataset, load_cache, write_cache
+from intrinsic.io import load_verified, save_verified
+from intrinsic.models import build_model
 
 
 def best_of(repeats: int, function) -> float:
@@ -120,7 +120,7 @@ def main() -> None:
             shutil.rmtree(data, ignore_errors=True)
     print(f"# {platform.node()} {platform.processor() or platform.machine()}, torch {torch.__version__}, "
           f"numpy {np.__version__}, {torch.get_num_threads()} threads")
-    print(f"| what | baseline (s) | verified (s) | ratio |\n|---|---:|---:|---:|")
+    print("| what | baseline (s) | verified (s) | ratio |\n|---|---:|---:|---:|")
     for what, baseline, verified in rows:
         print(f"| {what} | {baseline:.3f} | {verified:.3f} | {verified / baseline:.2f} |")
 

@@ -43,7 +43,7 @@ def runs_table(noise=0.0, beta=BETA, seed=0, domains=("natural", "medical"), see
 
 def test_exact_recovery_without_noise():
     runs = runs_table(noise=0.0)
-    for domain, group in runs.groupby("domain"):
+    for _domain, group in runs.groupby("domain"):
         fit = fit_scaling_law(group, "d_mle", with_sharpness=True)
         assert fit["coef"]["alpha"] == pytest.approx(ALPHA, abs=1e-8)
         assert fit["coef"]["beta"] == pytest.approx(BETA, abs=1e-8)
@@ -82,7 +82,8 @@ def test_confidence_interval_coverage():
         log_loss = -ALPHA * np.log(table["n_train"]) / table["d_mle"] + BETA * np.log(table["k_f"]) + A
         table["test_loss"] = np.exp(log_loss + 0.1 * rng.normal(size=24))
         params = fit_scaling_law(table, "d_mle")["params"]
-        covered += [params[k]["ci_low"] <= t <= params[k]["ci_high"] for k, t in (("alpha", ALPHA), ("beta", BETA), ("a", A))]
+        covered += [params[k]["ci_low"] <= t <= params[k]["ci_high"]
+                    for k, t in (("alpha", ALPHA), ("beta", BETA), ("a", A))]
     assert np.all((covered / reps > 0.92) & (covered / reps < 0.98)), covered / reps
 
 

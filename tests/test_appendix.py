@@ -275,7 +275,7 @@ def test_task_ranking_ties_and_errors():
 
 
 def test_the_appendix_config_schedules_the_experiments(repo, tmp_path):
-    from test_workflow import job_counts, snakemake
+    from helpers import job_counts, snakemake
 
     appendix = yaml.safe_load((repo / "config" / "appendix.yaml").read_text())
     invariance = appendix["properties"]["invariance"]
@@ -293,10 +293,11 @@ def test_the_appendix_config_schedules_the_experiments(repo, tmp_path):
 
 
 def test_a_resolution_above_image_size_stops_the_workflow(repo, tmp_path):
-    from test_workflow import snakemake
+    from helpers import snakemake
 
     overlay = tmp_path / "overlay.yaml"
     overlay.write_text("image: {size: 16}\nproperties: {invariance: {resolutions: [8, 32]}}\n")
     result = snakemake(repo, tmp_path, "-n", "--configfile", str(overlay), check=False)
     assert result.returncode != 0
-    assert "properties.invariance.resolutions [8, 32] has [32] above the cached image.size = 16" in result.stdout + result.stderr
+    assert ("properties.invariance.resolutions [8, 32] has [32] above the cached image.size = 16"
+            in result.stdout + result.stderr)

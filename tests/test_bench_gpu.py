@@ -118,13 +118,15 @@ def test_rates_are_consistent(bench):
     assert wf["epoch_s"] == pytest.approx(wf["train_s"] + wf["fit_s"] + wf["test_s"] + wf["checkpoint_s"])
     compute_s = N_TRAIN / row["step"]["images_per_s"]
     assert wf["outside_compute_share"] == pytest.approx(1 - compute_s / wf["epoch_s"])
-    assert wf["outside_compute_share_no_checkpoint"] == pytest.approx(1 - compute_s / (wf["epoch_s"] - wf["checkpoint_s"]))
+    assert wf["outside_compute_share_no_checkpoint"] == pytest.approx(
+        1 - compute_s / (wf["epoch_s"] - wf["checkpoint_s"]))
     assert row["per_image_s"]["train"] == pytest.approx(wf["train_s"] / N_TRAIN)
     assert row["per_image_s"]["test"] == pytest.approx(wf["test_s"] / N_TEST)
     assert 1 < row["checkpoint"]["mb"] < 1000  # resnet18: 11 M float32 weights + 2 Adam moments, ~134 MB
     packed = row["packed"]
     assert packed["single_images_per_s"] == row["step"]["images_per_s"]
-    assert packed["efficiency"] == pytest.approx(packed["total_images_per_s"] / (PACKED * packed["single_images_per_s"]))
+    assert packed["efficiency"] == pytest.approx(
+        packed["total_images_per_s"] / (PACKED * packed["single_images_per_s"]))
 
 
 def test_projection_arithmetic(bench, repo):
@@ -132,7 +134,8 @@ def test_projection_arithmetic(bench, repo):
     p, row = data["projection"], data["models"][MODEL]
     paper = yaml.safe_load((repo / "config" / "paper.yaml").read_text())
     runs_per_size = len(paper["datasets"]) * len(paper["splits"]["seeds"])  # 1 noise level, 1 variant
-    assert p["axes"]["runs"] == 1980 == runs_per_size * len(paper["training"]["models"]) * len(paper["splits"]["n_train"])
+    assert p["axes"]["runs"] == 1980 == (runs_per_size * len(paper["training"]["models"])
+                                         * len(paper["splits"]["n_train"]))
     # Evaluation: clean + prediction summary + Jacobian (1 + 2 classes) + FGSM (gradient 2 + 4 eps)
     # + PGD 4 eps x (10 steps x 2 + 1), in forward passes.
     assert p["eval_multiples_forward"]["test_image"] == 1 + 1 + 3 + (2 + 4) + 4 * (10 * 2 + 1) == 95
@@ -166,8 +169,8 @@ def test_peak_table(repo):
     spec = importlib.util.spec_from_file_location("bench_gpu", repo / "benchmarks" / "bench_gpu.py")
     bench_gpu = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(bench_gpu)
-    expected = {"NVIDIA H200": 989, "NVIDIA H200 NVL": 835, "NVIDIA GH200 480GB": 989, "NVIDIA H100 80GB HBM3": 989, "NVIDIA H100 PCIe": 756,
-                "NVIDIA A100-SXM4-80GB": 312, "NVIDIA A100 80GB PCIe": 312, "NVIDIA L40S": 362,
+    expected = {"NVIDIA H200": 989, "NVIDIA H200 NVL": 835, "NVIDIA GH200 480GB": 989, "NVIDIA H100 80GB HBM3": 989,
+                "NVIDIA H100 PCIe": 756, "NVIDIA A100-SXM4-80GB": 312, "NVIDIA A100 80GB PCIe": 312, "NVIDIA L40S": 362,
                 "NVIDIA L40": 181, "NVIDIA L4": 121, "NVIDIA A10": 125, "Tesla V100-SXM2-32GB": 125}
     for name, tflops in expected.items():
         assert bench_gpu.table_peak(name)[0] == tflops, name

@@ -71,7 +71,8 @@ def test_a_flipped_image_byte_is_caught_when_that_image_is_read(tmp_path):
 def test_a_flipped_label_group_or_crc_byte_fails_every_load(tmp_path, name):
     write_cache(tmp_path, raw_dataset(), size=8, channels=1, domain="medical")
     flip_byte(tmp_path / name)
-    with pytest.raises(DatasetError, match=rf"{tmp_path}: labels\.npy, groups\.npy or row_crc32\.npy is corrupt.*--forcerun"):
+    with pytest.raises(DatasetError,
+                       match=rf"{tmp_path}: labels\.npy, groups\.npy or row_crc32\.npy is corrupt.*--forcerun"):
         load_cache(tmp_path)
 
 
@@ -243,7 +244,8 @@ def test_a_flipped_mask_byte_is_caught_when_that_mask_is_read(tmp_path):
     path.write_bytes(bytes(data))
     cache = load_cache(tmp_path)  # the mask CRCs are intact
     assert cache.read_background([0, 4]).shape == (2, 8, 8)
-    with pytest.raises(DatasetError, match=rf"background\.npy is corrupt \(1 mask.*first index 5\).*--forcerun {tmp_path}"):
+    with pytest.raises(DatasetError,
+                       match=rf"background\.npy is corrupt \(1 mask.*first index 5\).*--forcerun {tmp_path}"):
         cache.read_background([5])
     with pytest.raises(DatasetError, match=r"background\.npy is corrupt"):
         load_cache(tmp_path, verify=True)

@@ -10,17 +10,10 @@ import pytest
 import yaml
 
 from intrinsic.models import load_model
-from test_workflow import config_file, job_counts, rerun_counts, snakemake
+from helpers import config_file, job_counts, load_config, rerun_counts, snakemake
 
-ONE_RUN = {
-    "image": {"size": 32, "channels": 1},
-    "splits": {"n_train": [20], "n_test": 20, "seeds": [0]},
-    "properties": {"knn_k": 10, "sharpness_samples": 20, "threads": 1},
-    "training": {"models": ["resnet18"], "max_epochs": 1, "threads": 1, "keep_models": True,
-                 "model_settings": {"resnet18": {"learning_rate": 1e-3, "batch_size": 10}}},
-    "evaluation": {"attacks": ["fgsm"], "eps_255": [1, 2]},
-    "datasets": ["digits"],
-}
+# tests/configs/one_run.yaml: one run that keeps its model, for the partial reruns below.
+ONE_RUN = load_config("one_run")
 RUN = "digits/resnet18/noise0.0/standard/n20_seed0"
 
 

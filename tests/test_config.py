@@ -2,13 +2,13 @@
 
 import copy
 import re
-import subprocess
-import sys
 
 import pytest
 import yaml
 from snakemake.exceptions import WorkflowError
 from snakemake.utils import update_config, validate
+
+from helpers import snakemake
 
 
 @pytest.fixture(scope="module")
@@ -46,7 +46,8 @@ def test_schema_fills_defaults(schema):
     [
         (lambda c: c["splits"].update(n_train=[100, 151]), "151"),
         (lambda c: c["image"].update(channels=2), "2"),
-        (lambda c: c["dataset_catalog"]["digits"].update(domain="astro/physics"), "astro/physics"),  # free text, but a folder-safe word
+        # free text, but a folder-safe word
+        (lambda c: c["dataset_catalog"]["digits"].update(domain="astro/physics"), "astro/physics"),
         (lambda c: c["dataset_catalog"]["digits"]["source"].update(type="dicom_magic"), "dicom_magic"),
         (lambda c: c.update(imgae={"size": 32}), "imgae"),
         (lambda c: c["properties"].update(knn_k="twenty"), "twenty"),
@@ -134,9 +135,7 @@ def test_every_shipped_catalog_validates(schema, repo, default_config):
 )
 def test_bad_config_stops_the_dry_run_naming_the_culprit(repo, tmp_path, overlay, culprits):
     (tmp_path / "overlay.yaml").write_text(overlay)
-    command = [sys.executable, "-m", "snakemake", "-s", str(repo / "Snakefile"), "-d", str(tmp_path), "-n",
-               "--configfile", str(tmp_path / "overlay.yaml")]
-    result = subprocess.run(command, capture_output=True, text=True)
+    result = snakemake(repo, tmp_path, "-n", "--configfile", str(tmp_path / "overlay.yaml"), check=False)
     output = result.stdout + result.stderr
     assert result.returncode != 0, output
     for culprit in culprits:
@@ -147,10 +146,7 @@ def test_bad_config_stops_the_dry_run_naming_the_culprit(repo, tmp_path, overlay
 def test_smallest_n_equal_to_knn_k_plus_one_dry_runs(repo, tmp_path):
     """The bound is tight: the smallest N = knn_k + 1 (knn_k 11, N 12) is accepted."""
     (tmp_path / "overlay.yaml").write_text("splits: {n_train: [12, 40]}\nproperties: {knn_k: 11}\n")
-    command = [sys.executable, "-m", "snakemake", "-s", str(repo / "Snakefile"), "-d", str(tmp_path), "-n",
-               "--quiet", "rules", "--configfile", str(tmp_path / "overlay.yaml")]
-    result = subprocess.run(command, capture_output=True, text=True)
-    assert result.returncode == 0, result.stdout + result.stderr
+    snakemake(repo, tmp_path, "-n", "--quiet", "rules", "--configfile", str(tmp_path / "overlay.yaml"))
 
 
 def test_authors_code_overlay_validates_over_the_paper_config(schema, repo):
@@ -162,7 +158,8 @@ def test_authors_code_overlay_validates_over_the_paper_config(schema, repo):
     validate(merged, schema)
     training, evaluation = merged["training"], merged["evaluation"]
     assert (training["mode"], training["max_epochs"]) == ("fixed_epochs", 100)
-    assert training["dataset_model_settings"] == {"svhn": {m: {"learning_rate": 1e-6} for m in ("vgg13", "vgg16", "vgg19")}}
+    assert training["dataset_model_settings"] == {
+        "svhn": {m: {"learning_rate": 1e-6} for m in ("vgg13", "vgg16", "vgg19")}}
     assert evaluation["representation_layer"] == "authors_penultimate"
     assert (evaluation["attacks"], evaluation["eps_255"]) == (["fgsm"], [2])
     assert merged["analysis"]["exclude_unfitted"] is False  # the released code keeps every model

@@ -1,4 +1,4 @@
-"""Tests of the embedded dataset generators (intrinsic.embedded)."""
+"""Tests of the embedded dataset generators (intrinsic.sources.embedded, through load_source)."""
 
 import json
 
@@ -6,9 +6,17 @@ import numpy as np
 import pytest
 from sklearn.neighbors import NearestNeighbors
 
-from intrinsic import embedded
 from intrinsic.cache import DatasetError, load_cache, prepare, write_cache
-from intrinsic.embedded import GENERATORS, crop_cell, gaussian_blob, generate, insert_lesion
+from intrinsic.sources import SOURCES, embedded, load_source
+from intrinsic.sources.embedded import crop_cell, gaussian_blob, insert_lesion
+
+# The embedded source types: those whose generator lives in intrinsic.sources.embedded.
+GENERATORS = [kind for kind, source_type in SOURCES.items() if source_type.read.__module__ == embedded.__name__]
+
+
+def generate(name: str, kind: str, **options):
+    """Dataset ``name`` from generator ``kind`` through the one entry point of every source."""
+    return load_source(name, {"type": kind, **options})
 
 # Small but representative options per kind, so the whole file stays fast.
 SMALL_OPTIONS = {
@@ -63,7 +71,7 @@ def test_images_labels_groups_are_well_formed(kind):
         assert min(image.shape[:2]) >= 5
         assert np.isfinite(image).all() and image.min() >= 0 and image.max() <= 1
     assert all(group for group in raw.groups)
-    assert raw.provenance["generator"] == kind
+    assert raw.provenance["type"] == kind
     json.dumps(raw.provenance, allow_nan=False)  # meta.json must hold it
     # Every image goes through the cache's converter at the default size.
     images, _, _ = prepare(raw, size=32, channels=1)
@@ -73,7 +81,7 @@ def test_images_labels_groups_are_well_formed(kind):
 @pytest.mark.parametrize(
     "kind, options, classes, per_class",
     [
-        ("photo_patches", {"n_per_class": 40}, embedded.DEFAULT_PHOTOS, 40),
+        ("photo_patches", {"n_per_class": 40}, list(embedded.DEFAULT_PHOTOS), 40),
         ("lfw_faces", {}, ["non_face", "face"], 200),
         ("lfw_faces", {"hflip": False}, ["non_face", "face"], 100),
         ("lesion", {"n_per_class": 40}, ["no_lesion", "lesion"], 40),
@@ -315,7 +323,7 @@ def test_low_rank_background_is_exactly_zero_and_is_the_returned_mask():
 def test_low_rank_label_is_the_sign_of_z1_with_a_margin():
     raw = generate("lr", "low_rank", seed=2, rank=3, n_per_class=200, margin=0.3)
     start, side = raw.provenance["foreground"]["start"], raw.provenance["foreground"]["side"]
-    from intrinsic.embedded import low_rank_basis
+    from intrinsic.sources.embedded import low_rank_basis
 
     basis = low_rank_basis(2, 3, side * side)
     X = np.stack(raw.images)[:, start : start + side, start : start + side].reshape(len(raw.images), -1)

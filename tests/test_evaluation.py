@@ -152,7 +152,10 @@ def test_pgd_stays_in_eps_ball_and_box_and_increases_loss():
 def test_pgd_is_deterministic_given_the_generator_seed():
     model = SmallNet()
     x, y = data()
-    run = lambda seed: pgd(model, x, y, 0.03, steps=3, generator=torch.Generator().manual_seed(seed))
+
+    def run(seed):
+        return pgd(model, x, y, 0.03, steps=3, generator=torch.Generator().manual_seed(seed))
+
     assert run(5).equal(run(5))
     assert not run(5).equal(run(6))
 

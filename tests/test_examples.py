@@ -20,8 +20,8 @@ from intrinsic.models import initial_model
 from intrinsic.runs import _split_arrays, evaluate_trained
 from intrinsic.splits import make_split
 from intrinsic.tables import grid_tables
-from test_grid import AXIS_TYPES, evaluation_record, properties_table
-from test_workflow import config_file, snakemake
+from test_grid import evaluation_record, properties_table
+from helpers import config_file, snakemake
 
 SIDE = 8
 
@@ -271,7 +271,7 @@ def test_an_evaluation_records_examples_only_when_asked_and_the_tables_ignore_th
     plain = evaluation_record("digits", "resnet18", 50, 0, 1.0)
     write_json(tmp_path / "a.json", plain)
     write_json(tmp_path / "b.json", {**plain, RECORD_KEY: stored})
-    without = grid_tables([tmp_path / "a.json"], properties_table(), AXIS_TYPES)
-    with_field = grid_tables([tmp_path / "b.json"], properties_table(), AXIS_TYPES)
+    without = grid_tables([tmp_path / "a.json"], properties_table())
+    with_field = grid_tables([tmp_path / "b.json"], properties_table())
     for table, other in zip(without, with_field):
         assert table.equals(other)

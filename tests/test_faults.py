@@ -11,27 +11,16 @@ import json
 import os
 import re
 import shutil
-import subprocess
-import sys
 
 import numpy as np
 import pytest
-import yaml
 
+from helpers import config_file, load_config
+from helpers import snakemake as workflow
 
 HOOKS = os.path.join(os.path.dirname(__file__), "fault_hooks")
-FAULTS = {
-    "image": {"size": 16, "channels": 1},
-    "datasets": ["digits"],
-    "splits": {"n_train": [20], "n_test": 20, "seeds": [0]},
-    "properties": {"knn_k": 5, "sharpness_samples": 30, "sharpness_pairings": 1, "threads": 1},
-    # fixed_epochs: the run always lasts 3 epochs, so a kill after epoch 1 or 2 interrupts it;
-    # a checkpoint after every epoch (the default writes one at most every 10 minutes)
-    "training": {"models": ["resnet18"], "max_epochs": 3, "mode": "fixed_epochs", "threads": 1,
-                 "checkpoint_minutes": 0,
-                 "model_settings": {"resnet18": {"learning_rate": 1e-3, "batch_size": 10}}},
-    "evaluation": {"attacks": ["fgsm"], "eps_255": [2], "pgd_steps": 1},
-}
+# tests/configs/faults.yaml: one run of exactly 3 epochs, a checkpoint after each.
+FAULTS = load_config("faults")
 RUN = "digits/resnet18/noise0.0/standard/n20_seed0"
 CACHE = "results/cache/digits"
 SPLIT = "results/splits/digits/n20_seed0.npz"
@@ -47,16 +36,15 @@ BOOKKEEPING = {"seconds", "train_seconds", "eval_seconds", "resumed_from", "chec
 
 
 def snakemake(repo, workdir, *args, fault=None, config=FAULTS):
-    """Run the workflow in ``workdir`` (config ``config``); the CompletedProcess."""
-    (workdir / "faults.yaml").write_text(yaml.safe_dump(config))
+    """Run the workflow in ``workdir`` (config ``config``) with the fault hooks; the CompletedProcess."""
+    config_file(workdir, config, "faults.yaml")
     env = dict(os.environ, PYTHONPATH=os.pathsep.join([HOOKS, os.environ["PYTHONPATH"]]))
     env.pop("INTRINSIC_TEST_FAULT", None)
     if fault:
         env["INTRINSIC_TEST_FAULT"] = fault
     # "--option=value": the options taking several values would swallow the targets otherwise
-    command = [sys.executable, "-m", "snakemake", "-s", str(repo / "Snakefile"), "-d", str(workdir), "--cores", "2",
-               f"--configfile={workdir / 'faults.yaml'}", *args]
-    return subprocess.run(command, capture_output=True, text=True, env=env)
+    return workflow(repo, workdir, "--cores", "2", f"--configfile={workdir / 'faults.yaml'}", *args, check=False,
+                    env=env)
 
 
 def succeeds(result):

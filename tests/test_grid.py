@@ -8,10 +8,11 @@ import pandas as pd
 import pytest
 import torch
 
+from intrinsic import grid
 from intrinsic.cache import RawDataset, write_cache
 from intrinsic.io import write_json
 from intrinsic.models import ARCHITECTURES, build_model, load_model, save_model
-from intrinsic.runs import checkpoint_path, resolve_device, run_model, train_settings
+from intrinsic.runs import checkpoint_path, run_model, train_settings
 from intrinsic.splits import make_split
 from intrinsic.tables import grid_tables, reference_slice
 
@@ -55,7 +56,8 @@ def run_once(tmp_path, dataset, model, training=TRAINING, **evaluation):
     options = {"eps": [2 / 255, 8 / 255], "attacks": ["fgsm", "pgd"], "pgd_steps": 2, "knn_k": 5, **evaluation}
     records = run_model(keys, cache, split, config, training_path=tmp_path / "training.json",
                         evaluation_path=tmp_path / "evaluation.json", jacobians_path=tmp_path / "jacobian_norms.npz",
-                        model_path=tmp_path / "model.pt", checkpoint_folder=tmp_path / "checkpoints", evaluation=options)
+                        model_path=tmp_path / "model.pt", checkpoint_folder=tmp_path / "checkpoints",
+                        evaluation=options)
     return keys, config, records["training"], records["evaluation"]
 
 
@@ -72,7 +74,8 @@ def test_every_model_of_the_study_runs_the_grid_path(tmp_path, dataset, model):
         assert 0.0 <= run[column] <= 1.0
     assert run["test_loss"] > 0 and run["jacobian_norm"] >= 0 and run["jacobian_norm_train"] >= 0
     assert run["d_repr_twonn"] > 0 and run["d_repr_mle"] > 0
-    assert 1 <= run["repr_energy_rank"] <= 16 and 1 <= run["filter_energy_rank"] and 1 <= run["filter_update_energy_rank"]
+    assert 1 <= run["repr_energy_rank"] <= 16
+    assert 1 <= run["filter_energy_rank"] and 1 <= run["filter_update_energy_rank"]
     assert run["num_classes"] == 2 and run["n_excluded"] == 0 and run["n_noise_images"] == 0
     assert run["test_accuracy_real_classes"] == run["test_accuracy"] and np.isnan(run["noise_predicted_fraction"])
     # per-sample Jacobian norms: their means are the run's numbers
@@ -148,12 +151,13 @@ def test_vgg_pool_size_only_changes_the_first_classifier_layer():
 
 
 def test_train_settings_come_from_the_config():
-    config = train_settings("vgg16", {**TRAINING, "model_settings": {"vgg16": {"learning_rate": 2e-5, "batch_size": 6}}},
+    config = train_settings("vgg16",
+                            {**TRAINING, "model_settings": {"vgg16": {"learning_rate": 2e-5, "batch_size": 6}}},
                             seed=3, device="auto")
     assert (config.learning_rate, config.batch_size, config.seed) == (2e-5, 6, 3)
     assert config.mode == "until_fit"
     assert train_settings("vgg16", {**TRAINING, "mode": "fixed_epochs"}, seed=3, device="cpu").mode == "fixed_epochs"
-    assert config.device == resolve_device("auto") == ("cuda" if torch.cuda.is_available() else "cpu")
+    assert config.device == "auto"  # resolved where it trains: models.resolve_device
     with pytest.raises(KeyError):
         train_settings("resnet50", {**TRAINING, "model_settings": {}}, seed=0, device="cpu")
 
@@ -162,7 +166,8 @@ def test_checkpoint_name_tracks_the_settings_that_change_results(tmp_path):
     base = train_settings("resnet18", TRAINING, seed=0, device="cpu")
     same = train_settings("resnet18", {**TRAINING, "max_epochs": 50}, seed=0, device="cuda")
     other_seed = train_settings("resnet18", TRAINING, seed=1, device="cpu")
-    other_lr = train_settings("resnet18", {**TRAINING, "model_settings": {"resnet18": {"learning_rate": 1e-4, "batch_size": 8}}},
+    other_lr = train_settings("resnet18",
+                              {**TRAINING, "model_settings": {"resnet18": {"learning_rate": 1e-4, "batch_size": 8}}},
                               seed=0, device="cpu")
     other_mode = train_settings("resnet18", {**TRAINING, "mode": "fixed_epochs"}, seed=0, device="cpu")
     assert checkpoint_path(tmp_path, base) == checkpoint_path(tmp_path, same)
@@ -192,18 +197,18 @@ def properties_table(noise_levels=(0.0,)):
     return pd.DataFrame(rows)
 
 
-AXIS_TYPES = {"dataset": "str", "model": "str", "noise": "float", "variant": "str", "n_train": "int", "seed": "int"}
-KEYS = list(AXIS_TYPES)
+KEYS = list(grid.AXIS_TYPES)
 
 
 def test_grid_tables_join_runs_with_the_properties_of_their_split(tmp_path):
     paths = []
     for index, (dataset, model, n, seed) in enumerate(
-            [(d, m, n, s) for d in ("faces", "digits") for m in ("vgg13", "resnet18") for n in (100, 50) for s in (0, 1)]):
+            [(d, m, n, s) for d in ("faces", "digits") for m in ("vgg13", "resnet18")
+             for n in (100, 50) for s in (0, 1)]):
         path = tmp_path / f"{index}.json"
         write_json(path, evaluation_record(dataset, model, n, seed, test_loss=1.0 + index))
         paths.append(path)
-    runs, attacks, epochs = grid_tables(paths, properties_table(), AXIS_TYPES)
+    runs, attacks, epochs = grid_tables(paths, properties_table())
     assert len(runs) == 16 and len(attacks) == 32 and len(epochs) == 32
     assert list(runs.columns[:6]) == KEYS
     assert runs["n_train"].dtype.kind == "i" and runs["seed"].dtype.kind == "i" and runs["noise"].dtype.kind == "f"
@@ -222,7 +227,7 @@ def test_grid_tables_join_runs_with_the_properties_of_their_split(tmp_path):
 def test_grid_tables_name_runs_without_properties(tmp_path):
     write_json(tmp_path / "r.json", evaluation_record("digits", "resnet18", 75, 0, 1.0))
     with pytest.raises(ValueError, match="no dataset properties.*'n_train': 75"):
-        grid_tables([tmp_path / "r.json"], properties_table(), AXIS_TYPES)
+        grid_tables([tmp_path / "r.json"], properties_table())
 
 
 def test_a_new_axis_value_reaches_every_table_as_a_typed_column(tmp_path):
@@ -233,7 +238,7 @@ def test_a_new_axis_value_reaches_every_table_as_a_typed_column(tmp_path):
         record = evaluation_record("digits", "resnet18", 50, 0, 1.0, noise=noise, variant=variant)
         paths.append(tmp_path / f"{index}.json")
         write_json(paths[-1], record)
-    runs, attacks, epochs = grid_tables(paths, properties_table((0.0, 0.3)), AXIS_TYPES)
+    runs, attacks, epochs = grid_tables(paths, properties_table((0.0, 0.3)))
     for table in (runs, attacks, epochs):
         assert table["noise"].dtype.kind == "f" and set(table["noise"]) == {0.0, 0.3}
         assert set(table["variant"]) == {"standard", "noise_class"}
@@ -252,4 +257,4 @@ def test_a_new_axis_value_reaches_every_table_as_a_typed_column(tmp_path):
 def test_an_axis_that_cannot_be_typed_is_named(tmp_path):
     write_json(tmp_path / "r.json", evaluation_record("digits", "resnet18", 50, 0, 1.0, noise="loud"))
     with pytest.raises(ValueError, match="axis column 'noise' cannot be read as float"):
-        grid_tables([tmp_path / "r.json"], properties_table(), AXIS_TYPES)
+        grid_tables([tmp_path / "r.json"], properties_table())

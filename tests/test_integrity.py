@@ -41,7 +41,7 @@ def test_verified_file_round_trip_and_every_kind_of_damage_is_named(tmp_path):
         "digest flipped": data[:-1] + bytes([data[-1] ^ 1]),
         "plain torch.save": None,
     }
-    for name, content in damaged.items():
+    for content in damaged.values():
         if content is None:
             torch.save(state, path)  # what this workflow wrote before files carried a digest
         else:

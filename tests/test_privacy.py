@@ -7,14 +7,13 @@ may name the corrupt file, so the user can find it; the rule's log file names it
 
 import json
 import subprocess
-import sys
 
 import numpy as np
 import pytest
-import yaml
 
 from fixtures_real import SECRET_DATE, SECRET_NAME, write_csv, write_dicom
-from intrinsic.readers import DEFAULT_GROUP_SALT, salted_hash
+from helpers import config_file, snakemake
+from intrinsic.sources.common import DEFAULT_GROUP_SALT, salted_hash
 
 PATIENT_FOLDER = "DOE^JOHN_PID-SECRET-7"
 PATIENT_ID = "PID-SECRET-7"
@@ -60,10 +59,8 @@ def run_prepare(repo, workdir, on_error: str) -> subprocess.CompletedProcess:
             "type": "dicom", "root": str(workdir / "data" / "dicom"), "labels_csv": labels_csv,
             "on_error": on_error}}},
     }
-    (workdir / "config.yaml").write_text(yaml.safe_dump(config))
-    command = [sys.executable, "-m", "snakemake", "-s", str(repo / "Snakefile"), "-d", str(workdir),
-               "--configfile", str(workdir / "config.yaml"), "--cores", "1", "results/cache/private_ct"]
-    return subprocess.run(command, capture_output=True, text=True, check=False)
+    return snakemake(repo, workdir, "--configfile", config_file(workdir, config), "--cores", "1",
+                     "results/cache/private_ct", check=False)
 
 
 def leaks_under_results(workdir) -> list[str]:

@@ -140,11 +140,11 @@ def test_noise_zero_gives_the_clean_record_and_rank_keys(two_parameter_cache):
 
 @pytest.fixture(scope="module")
 def low_rank_cache(tmp_path_factory):
-    from intrinsic.embedded import generate
+    from intrinsic.sources import load_source
 
     folder = tmp_path_factory.mktemp("low_rank")
-    write_cache(folder, generate("lr", "low_rank", seed=0, rank=5, n_per_class=150), size=32, channels=1,
-                domain="synthetic")
+    raw = load_source("lr", {"type": "low_rank", "seed": 0, "rank": 5, "n_per_class": 150})
+    write_cache(folder, raw, size=32, channels=1, domain="synthetic")
     return load_cache(folder)
 
 

@@ -1,4 +1,4 @@
-"""Real-dataset readers (intrinsic.readers via intrinsic.sources.load_source).
+"""Real-dataset readers (the real-data types of intrinsic.sources, through load_source).
 
 Every test writes small files in the real format into tmp_path and prepares them through the
 same path as real data: load_source + write_cache.
@@ -25,8 +25,9 @@ from fixtures_real import (
     write_svhn,
 )
 from intrinsic.cache import CACHE_FILES, DatasetError, load_cache, write_cache
-from intrinsic.readers import DEFAULT_GROUP_SALT, dicom_to_unit, label_key, salted_hash
 from intrinsic.sources import load_source
+from intrinsic.sources.common import DEFAULT_GROUP_SALT, label_key, salted_hash
+from intrinsic.sources.dicom import dicom_to_unit
 
 
 def prepare_cache(folder, name, source, size=16, channels=1, threads=1, log=None, resize_in_workers=True):
@@ -178,7 +179,8 @@ def test_image_csv_with_groups_and_chexpert_style_uncertain_labels(tmp_path):
         rows.append([f"CheXpert-v1.0-small/{relative}", "Frontal" if i != 5 else "Lateral", value])
     write_csv(tmp_path / "train.csv", ["Path", "Frontal/Lateral", "Pleural Effusion"], rows)
     source = {"type": "image_csv", "csv": str(tmp_path / "train.csv"), "path_column": "Path",
-              "label_column": "Pleural Effusion", "group_regex": r"(patient\d+)/", "where": {"Frontal/Lateral": ["Frontal"]},
+              "label_column": "Pleural Effusion", "group_regex": r"(patient\d+)/",
+              "where": {"Frontal/Lateral": ["Frontal"]},
               "classes": {"no_effusion": ["0", ""], "effusion": ["1"]}, "drop_other": True}
     raw = load_source("chexpert", source)
     # rows 0..4 are frontal; row 2 (-1, uncertain) is dropped
@@ -271,8 +273,9 @@ def test_dicom_labels_by_path_and_group_from_csv(tmp_path):
     files = [f"patient{p}/ID_{p}{s}.dcm" for p in range(2) for s in range(3)]
     write_csv(tmp_path / "slices.csv", ["file", "in_box", "subject"],
               [[f, i % 2, f"Breast_MRI_{i // 3:03d}"] for i, f in enumerate(files)])
-    raw = load_source("dbc", {"type": "dicom", "root": str(tmp_path / "dcm"), "labels_csv": str(tmp_path / "slices.csv"),
-                              "key": "path", "key_column": "file", "label_column": "in_box", "group_column": "subject"})
+    raw = load_source("dbc", {"type": "dicom", "root": str(tmp_path / "dcm"),
+                              "labels_csv": str(tmp_path / "slices.csv"), "key": "path", "key_column": "file",
+                              "label_column": "in_box", "group_column": "subject"})
     assert list(raw.labels) == [0, 1, 0, 1, 0, 1]
     assert list(raw.groups) == [sha16(DEFAULT_GROUP_SALT, f"Breast_MRI_{i // 3:03d}") for i in range(6)]
 
@@ -388,7 +391,8 @@ def test_nifti_labels_from_csv_and_other_axis(tmp_path):
 
 def test_nifti_mask_shape_mismatch_names_both_files_and_shapes(tmp_path):
     make_brats(tmp_path / "brats")
-    write_nifti(tmp_path / "brats/BraTS20_Training_002/BraTS20_Training_002_seg.nii.gz", np.zeros((16, 16, 5), np.uint8))
+    write_nifti(tmp_path / "brats/BraTS20_Training_002/BraTS20_Training_002_seg.nii.gz",
+                np.zeros((16, 16, 5), np.uint8))
     with pytest.raises(DatasetError) as error:
         load_source("brats", {**BRATS, "root": str(tmp_path / "brats")})
     message = str(error.value)
@@ -834,7 +838,7 @@ def test_image_csv_path_template_turns_an_id_into_the_image_path(tmp_path):
 
 
 def test_include_classes_reads_some_folders_but_keeps_every_class(tmp_path):
-    from intrinsic.readers import list_class_folders
+    from intrinsic.sources.image_folder import list_class_folders
 
     path_of = make_valued_tree(tmp_path / "tree", ["n04", "n01", "n03", "n02"], 3)
     (tmp_path / "tree" / "empty").mkdir()
@@ -1013,7 +1017,7 @@ def test_dicom_header_pass_leaves_unlabelled_and_unselected_files_undecoded(tmp_
 
 
 def test_nifti_ambiguous_slices_follow_the_authors_rule():
-    from intrinsic.readers import ambiguous_slices
+    from intrinsic.sources.nifti import ambiguous_slices
 
     labels = np.array([0, 0, 1, 1, 1, 0, 0, 0])
     # i in range(8 - 3): windows [0,0,1] [0,1,1] [1,1,1] [1,1,0] [1,0,0]; mixed ones flag slice i
@@ -1061,7 +1065,7 @@ def brain_volume():
 
 
 def test_nifti_brain_area_and_region_filter_counts_by_hand(tmp_path):
-    from intrinsic.readers import brain_mask
+    from intrinsic.sources.nifti import brain_mask
 
     volume = brain_volume()
     assert [brain_mask(volume[:, :, k]) for k in range(5)] == [(0, 0), (289, 1), (81, 1), (162, 2), (100, 1)]

@@ -11,7 +11,7 @@ from snakemake.exceptions import WorkflowError
 from snakemake.utils import validate
 
 from fixtures_real import write_medmnist, write_nifti, write_png
-from test_workflow import config_file, job_counts, snakemake
+from helpers import config_file, job_counts, snakemake
 from intrinsic.cache import load_cache, write_cache
 from intrinsic.properties import dataset_sharpness
 from intrinsic.sources import load_source
@@ -21,7 +21,8 @@ from intrinsic.splits import class_pair_order
 # preparation of the authors' own to follow.
 NO_AUTHORS_PREPARATION = {"mnist", "cifar10", "svhn", "pneumoniamnist", "imagenet", "chexpert_labelings",
                           "rsna_ih_ct_labelings"}
-STUDY = {"mnist", "cifar10", "svhn", "imagenet", "brats", "dbc", "prostate_mri", "rsna_ih_ct", "chexpert", "mura", "oai"}
+STUDY = {"mnist", "cifar10", "svhn", "imagenet", "brats", "dbc", "prostate_mri", "rsna_ih_ct", "chexpert", "mura",
+         "oai"}
 
 
 def recipes(repo):

@@ -1,41 +1,20 @@
 """The workflow on a real single-node SLURM cluster (tests/slurm/cluster.sh) with
 profiles/slurm: submissions, grouping, the GPU request, and a training job signalled as before
-its time limit, which checkpoints, exits and is retried from its checkpoint. Skipped only where the cluster cannot start (not
-root, or slurm-wlm/munge not installed); .ci/run installs them."""
+its time limit, which checkpoints, exits and is retried from its checkpoint. Skipped only where
+the cluster cannot start (not root, or slurm-wlm/munge not installed); .ci/run installs them."""
 
-import os
 import re
 import subprocess
-import sys
 import time
 
 import pandas as pd
 import pytest
 import yaml
 
-from test_workflow import config_file
+from helpers import SITE, config_file, load_config, sbatch_calls, snakemake_command
 
-SMALL = {
-    "image": {"size": 32, "channels": 1},
-    "splits": {"n_train": [20, 40], "n_test": 20, "seeds": [0]},
-    "properties": {"knn_k": 10, "sharpness_samples": 30, "threads": 1},
-    "training": {"models": ["resnet18"], "max_epochs": 1, "threads": 1, "gpus": 1,
-                 "resources": {"resnet18": {"train_runtime_min": 10, "eval_runtime_min": 5, "mem_mb": 1000}},
-                 "model_settings": {"resnet18": {"learning_rate": 1e-3, "batch_size": 10}}},
-    "evaluation": {"attacks": ["fgsm"], "pgd_steps": 1},
-    "datasets": ["digits"],
-}
-# The profile's signal before the time limit (the site's set-resources replace the profile's).
-SIGNAL = yaml.safe_load(open(os.path.join(os.path.dirname(__file__), "..", "profiles", "slurm", "config.yaml")))[
-    "set-resources"]["run_model"]["slurm_extra"]
-# Site values of the test cluster, on top of profiles/slurm's placeholders: its node has
-# os.cpu_count() CPUs (tests/slurm/cluster.sh), so a group may not ask for the profile's 8 cores;
-# status via squeue (no accounting database) and short polling so the test does not idle.
-SITE = ["--cores", str(os.cpu_count()), "--slurm-status-command", "squeue", "--slurm-no-account",
-        "--default-resources", "slurm_partition=debug", "runtime=10", "mem_mb=1000",
-        "--set-resources", "run_model:slurm_partition=debug", f"run_model:slurm_extra={SIGNAL}",
-        "--slurm-init-seconds-before-status-checks", "1", "--seconds-between-status-checks", "2",
-        "--verbose"]
+# tests/configs/slurm.yaml: digits x 2 N x 1 seed of resnet18, one GPU asked per run.
+SMALL = load_config("slurm")
 
 
 @pytest.fixture(scope="module")
@@ -52,20 +31,14 @@ def cluster(repo, tmp_path_factory):
         subprocess.run(["bash", str(script), "stop", str(state)], check=True)
 
 
-def snakemake_command(repo, workdir, config):
-    return [sys.executable, "-m", "snakemake", "-s", str(repo / "Snakefile"), "-d", str(workdir),
-            "--profile", str(repo / "profiles" / "slurm"), "--configfile", config_file(workdir, config), *SITE]
-
-
-def sbatch_calls(output):
-    """The sbatch command lines the plugin logged (without the wrapped command): a single job's
-    as "sbatch call: ...", an array's as "call with array: ..."."""
-    return [line.split("--wrap")[0] for line in output.splitlines()
-            if line.startswith(("sbatch call:", "call with array:"))]
+def slurm_command(repo, workdir, config):
+    """The workflow through profiles/slurm with the test cluster's site values."""
+    return snakemake_command(repo, workdir, "--profile", str(repo / "profiles" / "slurm"), "--configfile",
+                             config_file(workdir, config), *SITE)
 
 
 def test_small_grid_runs_as_grouped_slurm_jobs(repo, cluster, tmp_path):
-    result = subprocess.run(snakemake_command(repo, tmp_path, SMALL), capture_output=True, text=True, timeout=900)
+    result = subprocess.run(slurm_command(repo, tmp_path, SMALL), capture_output=True, text=True, timeout=900)
     output = result.stdout + result.stderr
     assert result.returncode == 0, output[-5000:]
 
@@ -113,7 +86,7 @@ def test_a_signalled_training_job_checkpoints_exits_and_its_retry_resumes(repo, 
     config["splits"]["n_train"] = [200]
     config["training"].update(max_epochs=12, fit_threshold=1.0, checkpoint_minutes=60)
     config["training"]["model_settings"]["resnet18"] = {"learning_rate": 1e-9, "batch_size": 10}
-    process = subprocess.Popen(snakemake_command(repo, tmp_path, config), stdout=subprocess.PIPE,
+    process = subprocess.Popen(slurm_command(repo, tmp_path, config), stdout=subprocess.PIPE,
                                stderr=subprocess.STDOUT, text=True)
     run = "digits/resnet18/noise0.0/standard/n200_seed0"
     log = tmp_path / f"results/logs/run_model/{run}.log"
@@ -134,7 +107,8 @@ def test_a_signalled_training_job_checkpoints_exits_and_its_retry_resumes(repo, 
     assert len(run_calls) == 2, run_calls
     assert re.search(r"--attempt 2 ", output)
     first_job_log = (tmp_path / ".snakemake/slurm_logs").rglob(f"{signalled}.log")
-    stopped = re.search(r"stopped on SIGTERM after epoch (\d+); checkpoint \S+ written", next(first_job_log).read_text())
+    stopped = re.search(r"stopped on SIGTERM after epoch (\d+); checkpoint \S+ written",
+                        next(first_job_log).read_text())
     assert stopped, output[-5000:]
     record = yaml.safe_load((tmp_path / f"results/runs/{run}/training.json").read_text())
     assert record["resumed_from"] == int(stopped.group(1)) >= 1 and record["epochs"] == 12 and not record["fitted"]

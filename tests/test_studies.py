@@ -23,9 +23,10 @@ SEEDS = (0, 1, 2)
 def base_row(**fields):
     row = {"fitted": True, "train_loss": 0.1, "train_accuracy": 1.0, "test_loss": 0.5, "test_accuracy": 0.8,
            "d_mle": 8.0, "d_twonn": 7.0, "data_energy_rank": 10.0, "data_effective_rank": 9.0, "rank_energy": 0.99,
-           "filter_energy_rank": 6.0, "filter_effective_rank": 5.0, "filter_update_energy_rank": 3.0, "repr_energy_rank": 5.0,
-           "repr_effective_rank": 4.0, "d_repr_mle": 3.0, "d_repr_twonn": 3.0, "jacobian_norm": 1.0,
-           "jacobian_norm_train": 0.5, "noise_predicted_fraction": np.nan, "test_accuracy_real_classes": 0.8,
+           "filter_energy_rank": 6.0, "filter_effective_rank": 5.0, "filter_update_energy_rank": 3.0,
+           "repr_energy_rank": 5.0, "repr_effective_rank": 4.0, "d_repr_mle": 3.0, "d_repr_twonn": 3.0,
+           "jacobian_norm": 1.0, "jacobian_norm_train": 0.5, "noise_predicted_fraction": np.nan,
+           "test_accuracy_real_classes": 0.8,
            "n_excluded": 0, "n_noise_images": 0}
     row.update(fields)
     return row

@@ -584,3 +584,18 @@ def test_a_stop_signal_writes_the_checkpoint_at_the_end_of_the_epoch_and_raises(
     assert resumed.resumed_from == 2
     assert_same_state(uninterrupted.model, resumed.model)
     assert losses(uninterrupted) == losses(resumed)
+
+
+def test_one_device_resolver_for_every_device_option():
+    from intrinsic.models import resolve_device
+
+    model = torch.nn.Linear(2, 2)
+    assert resolve_device(None) == torch.device("cpu")
+    assert resolve_device(None, model) == torch.device("cpu")  # where the model is
+    assert resolve_device("auto") == torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    assert resolve_device("cpu") == torch.device("cpu")
+    with pytest.raises(ValueError, match="'auto', 'cpu' or 'cuda"):
+        resolve_device("mps")
+    if not torch.cuda.is_available():
+        with pytest.raises(RuntimeError, match="CUDA is not available"):
+            resolve_device("cuda:0")

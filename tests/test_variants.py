@@ -138,7 +138,8 @@ def test_standard_variant_is_exactly_train(tmp_path):
     direct = train("resnet18", images, labels, config, None, eval_set=test_set, **QUIET)
     paths = []
     via = train_variant("standard", "resnet18", images, labels, config, options={}, seed=0,
-                        checkpoint_path_for=lambda c: paths.append(c) or tmp_path / "std.pt", eval_set=test_set, **QUIET)
+                        checkpoint_path_for=lambda c: paths.append(c) or tmp_path / "std.pt", eval_set=test_set,
+                        **QUIET)
     assert paths == [config] and (tmp_path / "std.pt").exists()
     assert_same_state(direct.model, via.result.model)
     assert entries(direct.history) == entries(via.result.history)

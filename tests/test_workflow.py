@@ -1,59 +1,33 @@
 """The Snakemake workflow itself: dry-run, lint, and a tiny end-to-end run with report."""
 
-import subprocess
-import sys
+import itertools
 
 import pandas as pd
 import pytest
-import yaml
 
-TINY = {
-    "image": {"size": 32, "channels": 1},  # 32 px: VGG's five poolings need it
-    "splits": {"n_train": [20, 40], "n_test": 20, "seeds": [0, 1]},
-    "properties": {"knn_k": 10, "sharpness_samples": 30, "threads": 1},
-    "training": {"models": ["resnet18", "vgg13"], "max_epochs": 1, "threads": 1, "vgg_pool_size": 1,
-                 "model_settings": {"resnet18": {"learning_rate": 1e-3, "batch_size": 10},
-                                    "vgg13": {"learning_rate": 1e-4, "batch_size": 10}}},
-    "evaluation": {"attacks": ["fgsm", "pgd"], "pgd_steps": 1},
-    # One epoch fits no run: keep them in the fits, which are tested here for their shape.
-    "analysis": {"exclude_unfitted": False},
-    # breast_28: real vendored images found through a path relative to the workflow folder
-    # (the run's working directory is elsewhere).
-    "datasets": ["digits", "breast_28", "synthetic_d2"],
-}
+from helpers import CONFIGS, config_path, finished_run, job_counts, load_config, rerun_counts, snakemake
+
+# The grids as standalone overlays of config/config.yaml, runnable by hand (see each file's head).
+TINY = load_config("tiny")
+APPENDIX = load_config("appendix")
 RUN_KEYS = ["dataset", "model", "noise", "variant", "n_train", "seed"]
 
 
-def snakemake(repo, workdir, *args, check=True):
-    command = [sys.executable, "-m", "snakemake", "-s", str(repo / "Snakefile"), "-d", str(workdir), *args]
-    result = subprocess.run(command, capture_output=True, text=True)
-    if check and result.returncode != 0:
-        raise AssertionError(f"{' '.join(command)} failed:\n{result.stdout}\n{result.stderr}")
-    return result
+@pytest.mark.parametrize("name, run_models", [("tiny", 3 * 2 * 2 * 2), ("studies", 2 * 2 * 3 * 2),
+                                              ("appendix", 3 * 2), ("slurm", 2), ("faults", 1), ("one_run", 1)])
+def test_configuration_file_is_a_valid_standalone_overlay(repo, tmp_path, name, run_models):
+    """Each tests/configs file dry-runs alone over the default config (schema and workflow
+    checks) with the grid it describes, and says in its head comment how to run it by hand."""
+    path = config_path(name)
+    head = "".join(itertools.takewhile(lambda line: line.startswith("#"), path.read_text().splitlines(True)))
+    assert f"snakemake --cores 2 --configfile tests/configs/{name}.yaml --directory /tmp/{name}\n" in head
+    counts = job_counts(snakemake(repo, tmp_path, "-n", "--quiet", "rules", "--configfile", str(path)).stdout)
+    assert counts["run_model"] == run_models, counts
 
 
-def config_file(workdir, config: dict, name: str = "config.yaml") -> str:
-    """Write ``config`` as a YAML file in ``workdir``; its path, for --configfile."""
-    path = workdir / name
-    path.write_text(yaml.safe_dump(config))
-    return str(path)
-
-
-def job_counts(output: str) -> dict[str, int]:
-    """The 'Job stats' table of a dry-run: rule name -> number of jobs."""
-    rows = (line.split() for line in output.splitlines())
-    return {row[0]: int(row[1]) for row in rows if len(row) == 2 and row[1].isdigit()}
-
-
-def rerun_counts(repo, workdir, config: dict, edit: dict) -> dict[str, int]:
-    """Jobs a dry-run in ``workdir`` would run after editing ``config`` (the config it ran
-    with) section by section with ``edit``."""
-    edited = yaml.safe_load(yaml.safe_dump(config))
-    for section, values in edit.items():
-        edited.setdefault(section, {}).update(values)
-    result = snakemake(repo, workdir, "-n", "--quiet", "rules", "--configfile",
-                       config_file(workdir, edited, "edited.yaml"))
-    return job_counts(result.stdout)
+def test_every_configuration_file_is_tested():
+    assert {path.stem for path in CONFIGS.glob("*.yaml")} == {"tiny", "studies", "appendix", "slurm", "faults",
+                                                               "one_run"}
 
 
 def test_dry_run_of_the_default_config(repo, tmp_path):
@@ -89,18 +63,6 @@ def test_unknown_dataset_is_a_clear_error(repo, tmp_path):
     result = snakemake(repo, tmp_path, "-n", "--config", "datasets=[digits,cifar11]", check=False)
     assert result.returncode != 0
     assert "['cifar11'] are not in dataset_catalog" in result.stdout + result.stderr
-
-
-def finished_run(repo, tmp_path_factory, name: str, config: dict):
-    """A folder in which the workflow ran ``config`` (kept as ``{name}.yaml``) to the end."""
-    workdir = tmp_path_factory.mktemp(name)
-    snakemake(repo, workdir, "--cores", "2", "--configfile", config_file(workdir, config, f"{name}.yaml"))
-    return workdir
-
-
-@pytest.fixture(scope="module")
-def tiny_run(repo, tmp_path_factory):
-    return finished_run(repo, tmp_path_factory, "tiny", TINY)
 
 
 def test_tiny_run_produces_table_and_figure(tiny_run):
@@ -175,7 +137,7 @@ def test_tiny_run_produces_fits_table1_and_figures(tiny_run):
 
 
 def test_tiny_run_is_complete_and_resumable(repo, tiny_run):
-    result = snakemake(repo, tiny_run, "-n", "--configfile", str(tiny_run / "tiny.yaml"))
+    result = snakemake(repo, tiny_run, "-n", "--configfile", str(config_path("tiny")))
     assert "Nothing to be done" in result.stdout + result.stderr
 
 
@@ -202,7 +164,7 @@ def test_adding_a_noise_level_or_variant_recomputes_nothing_that_does_not_depend
 
 
 def test_report_has_the_figure_and_caption(repo, tiny_run):
-    snakemake(repo, tiny_run, "--configfile", str(tiny_run / "tiny.yaml"), "--report", str(tiny_run / "report.zip"))
+    snakemake(repo, tiny_run, "--configfile", str(config_path("tiny")), "--report", str(tiny_run / "report.zip"))
     import zipfile
 
     with zipfile.ZipFile(tiny_run / "report.zip") as archive:
@@ -215,21 +177,9 @@ def test_report_has_the_figure_and_caption(repo, tiny_run):
 
 # The three related studies as grid axes (config/extensions.yaml in miniature): every new table
 # and figure, from a real run of the workflow.
-STUDIES = {
-    **TINY,
-    "splits": {"n_train": [24], "n_test": 20, "seeds": [0, 1]},
-    "training": {**TINY["training"], "models": ["resnet18"], "max_epochs": 2},
-    "evaluation": {"attacks": ["fgsm"], "eps_255": [2], "eps": [0.05]},
-    "background_noise": {"levels": [0.0, 0.3]},
-    "variants": {"run": ["standard", "noise_class", "exclude_illusive"],
-                 "exclude_illusive": {"first_pass_epochs": 3, "last_epochs": 2}},
-    "datasets": ["digits", "low_rank_r4"],
-}
-
-
 @pytest.fixture(scope="module")
 def studies_run(repo, tmp_path_factory):
-    return finished_run(repo, tmp_path_factory, "studies", STUDIES)
+    return finished_run(repo, tmp_path_factory.mktemp("studies"), config_path("studies"))
 
 
 def test_studies_run_types_every_axis_and_measures_each_noise_level(studies_run):
@@ -244,7 +194,8 @@ def test_studies_run_types_every_axis_and_measures_each_noise_level(studies_run)
     assert len(properties) == 2 * 2 * 2  # dataset x noise x seed: d_data per noise level, not per variant
     low_rank = properties[properties["dataset"] == "low_rank_r4"].set_index(["noise", "seed"])
     assert (low_rank.loc[0.0, "data_energy_rank"] == 4).all()  # the clean signal's known rank
-    assert (low_rank.loc[0.3, "data_energy_rank"] > 4).all() and (low_rank.loc[0.3, "d_mle"] > low_rank.loc[0.0, "d_mle"]).all()
+    assert (low_rank.loc[0.3, "data_energy_rank"] > 4).all()
+    assert (low_rank.loc[0.3, "d_mle"] > low_rank.loc[0.0, "d_mle"]).all()
     # K_F is of the clean class pair: the same at every noise level
     assert (properties.groupby(["dataset", "classes"])["k_f"].nunique() == 1).all()
     # Fan & Yezzi
@@ -267,7 +218,8 @@ def test_studies_run_records_the_excluded_samples_by_cache_index(studies_run):
     for record_path in studies_run.glob("results/runs/*/resnet18/noise*/exclude_illusive/*/training.json"):
         record = json.loads(record_path.read_text())
         split = np.load(studies_run / f"results/splits/{record['dataset']}/n24_seed{record['seed']}.npz")
-        assert set(record["excluded"]) <= set(split["train_idx"].tolist()) and record["n_excluded"] == len(record["excluded"])
+        assert set(record["excluded"]) <= set(split["train_idx"].tolist())
+        assert record["n_excluded"] == len(record["excluded"])
         assert len(record["first_pass_history"]) == 3
         assert all(h["test_loss"] > 0 for h in record["first_pass_history"] + record["history"])
 
@@ -288,7 +240,7 @@ def test_studies_run_writes_the_three_analyses_and_their_report(repo, studies_ru
     # the paper's analyses keep to the clean, standard runs
     summary = pd.read_csv(tables / "figure_summaries.csv")
     assert summary.groupby(["figure", "model", "dataset", "n_train"])["n_seeds"].max().max() == 2
-    snakemake(repo, studies_run, "--configfile", str(studies_run / "studies.yaml"), "--report",
+    snakemake(repo, studies_run, "--configfile", str(config_path("studies")), "--report",
               str(studies_run / "report.zip"))
     import zipfile
 
@@ -300,24 +252,9 @@ def test_studies_run_writes_the_three_analyses_and_their_report(repo, studies_ru
 
 # The appendix experiments (config/appendix.yaml in miniature): App. B.1's invariance, App. C.3's
 # task ranking and App. D.1's attacked examples, from a real run of the workflow and its report.
-APPENDIX = {
-    **TINY,
-    "splits": {"n_train": [20], "n_test": 20, "seeds": [0, 1]},
-    "training": {**TINY["training"], "models": ["resnet18"], "max_epochs": 2},
-    "evaluation": {"attacks": ["fgsm"], "eps_255": [2], "attacked_examples": {"n": 2, "eps_255": 2}},
-    "properties": {**TINY["properties"], "invariance": {"resolutions": [8, 16], "channels": [1, 3]}},
-    "datasets": ["breast_28", "mnist_0v1", "mnist_4v9"],
-    "dataset_catalog": {
-        name: {"domain": "natural", "labeling_of": "mnist_subset",
-               "source": {"type": "medmnist", "npz": "data/mnist_subset.npz", "classes": digits, "drop_other": True}}
-        for name, digits in (("mnist_0v1", [0, 1]), ("mnist_4v9", [4, 9]))
-    },
-}
-
-
 @pytest.fixture(scope="module")
 def appendix_run(repo, tmp_path_factory):
-    return finished_run(repo, tmp_path_factory, "appendix", APPENDIX)
+    return finished_run(repo, tmp_path_factory.mktemp("appendix"), config_path("appendix"))
 
 
 def test_appendix_run_writes_the_three_experiments_and_their_report(repo, appendix_run):
@@ -343,7 +280,7 @@ def test_appendix_run_writes_the_three_experiments_and_their_report(repo, append
     recorded = [record for record in chosen if "attacked_examples" in record]
     assert len(recorded) == 1 and len(chosen) == 3 * 2
     assert (appendix_run / "results/figures/attacked_examples.png").stat().st_size > 5_000
-    snakemake(repo, appendix_run, "--configfile", str(appendix_run / "appendix.yaml"), "--report",
+    snakemake(repo, appendix_run, "--configfile", str(config_path("appendix")), "--report",
               str(appendix_run / "report.zip"))
     with zipfile.ZipFile(appendix_run / "report.zip") as archive:
         names = archive.namelist()

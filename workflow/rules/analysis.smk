@@ -12,12 +12,11 @@ rule grid_tables:
         runs_parquet="results/tables/runs.parquet",
         attacks_parquet="results/tables/attacks.parquet",
         epochs_parquet="results/tables/epochs.parquet",
-    params:
-        axis_types=axis_types(),
     log:
         "results/logs/grid_tables.log",
     benchmark:
         "results/benchmarks/grid_tables.tsv"
+    localrule: True
     conda:
         CONDA_ENV
     script:
@@ -39,16 +38,17 @@ rule scaling_fits:
             caption="../report/fits_cross_domain.rst",
             category="Scaling laws",
         ),
-    params:
-        reference=REFERENCE,
-        exclude_unfitted=config["analysis"]["exclude_unfitted"],
-        cross_domain_exclude=config["analysis"]["cross_domain_exclude"],
     log:
         "results/logs/scaling_fits.log",
     benchmark:
         "results/benchmarks/scaling_fits.tsv"
+    localrule: True
     conda:
         CONDA_ENV
+    params:
+        reference=REFERENCE,
+        exclude_unfitted=config["analysis"]["exclude_unfitted"],
+        cross_domain_exclude=config["analysis"]["cross_domain_exclude"],
     script:
         "../scripts/scaling_fits.py"
 
@@ -57,6 +57,9 @@ rule sharpness_robustness:
     input:
         "results/tables/attacks.csv",
     output:
+        **figure("fig3_sharpness_robustness", "Robustness", key="fig3"),
+        **figure("fig3_sharpness_robustness_all_eps", "Robustness", key="fig3_all_eps"),
+        **figure("fig3_sharpness_robustness_accuracy", "Robustness", key="fig3_accuracy"),
         table=report(
             "results/tables/table1_sharpness_correlations.csv",
             caption="../report/table1.rst",
@@ -80,23 +83,18 @@ rule sharpness_robustness:
             caption="../report/table1_points.rst",
             category="Robustness",
         ),
-        fig3=figure_report("fig3_sharpness_robustness", "Robustness"),
-        fig3_pdf="results/figures/fig3_sharpness_robustness.pdf",
-        fig3_all_eps=figure_report("fig3_sharpness_robustness_all_eps", "Robustness"),
-        fig3_all_eps_pdf="results/figures/fig3_sharpness_robustness_all_eps.pdf",
-        fig3_accuracy=figure_report("fig3_sharpness_robustness_accuracy", "Robustness"),
-        fig3_accuracy_pdf="results/figures/fig3_sharpness_robustness_accuracy.pdf",
+    log:
+        "results/logs/sharpness_robustness.log",
+    benchmark:
+        "results/benchmarks/sharpness_robustness.tsv"
+    localrule: True
+    conda:
+        CONDA_ENV
     params:
         reference=REFERENCE,
         # Fig. 3 shows FGSM at eps = 2/255 as the paper; another configured attack when FGSM is not run.
         attack="fgsm" if "fgsm" in config["evaluation"]["attacks"] else config["evaluation"]["attacks"][0],
         eps_255=2,
-    log:
-        "results/logs/sharpness_robustness.log",
-    benchmark:
-        "results/benchmarks/sharpness_robustness.tsv"
-    conda:
-        CONDA_ENV
     script:
         "../scripts/sharpness_robustness.py"
 
@@ -106,35 +104,28 @@ rule generalization_figures:
         "results/tables/runs.csv",
     output:
         # Named by figure (the script's keys); each PNG a report item, each PDF beside it.
-        fig2_generalization_loss=figure_report("fig2_generalization_loss", "Generalization"),
-        fig2_generalization_loss_pdf="results/figures/fig2_generalization_loss.pdf",
-        fig2_generalization_accuracy=figure_report("fig2_generalization_accuracy", "Generalization"),
-        fig2_generalization_accuracy_pdf="results/figures/fig2_generalization_accuracy.pdf",
-        fig4_repr_generalization_loss=figure_report("fig4_repr_generalization_loss", "Representations"),
-        fig4_repr_generalization_loss_pdf="results/figures/fig4_repr_generalization_loss.pdf",
-        fig4_repr_generalization_accuracy=figure_report("fig4_repr_generalization_accuracy", "Representations"),
-        fig4_repr_generalization_accuracy_pdf="results/figures/fig4_repr_generalization_accuracy.pdf",
-        fig4_repr_generalization_loss_mle=figure_report("fig4_repr_generalization_loss_mle", "Representations"),
-        fig4_repr_generalization_loss_mle_pdf="results/figures/fig4_repr_generalization_loss_mle.pdf",
-        fig4_repr_generalization_accuracy_mle=figure_report(
-            "fig4_repr_generalization_accuracy_mle", "Representations"
+        **figure("fig2_generalization_loss", "Generalization", key="fig2_generalization_loss"),
+        **figure("fig2_generalization_accuracy", "Generalization", key="fig2_generalization_accuracy"),
+        **figure("fig4_repr_generalization_loss", "Representations", key="fig4_repr_generalization_loss"),
+        **figure("fig4_repr_generalization_accuracy", "Representations", key="fig4_repr_generalization_accuracy"),
+        **figure("fig4_repr_generalization_loss_mle", "Representations", key="fig4_repr_generalization_loss_mle"),
+        **figure(
+            "fig4_repr_generalization_accuracy_mle", "Representations", key="fig4_repr_generalization_accuracy_mle"
         ),
-        fig4_repr_generalization_accuracy_mle_pdf="results/figures/fig4_repr_generalization_accuracy_mle.pdf",
-        fig5_repr_vs_data=figure_report("fig5_repr_vs_data", "Representations"),
-        fig5_repr_vs_data_pdf="results/figures/fig5_repr_vs_data.pdf",
-        fig5_repr_vs_data_twonn=figure_report("fig5_repr_vs_data_twonn", "Representations"),
-        fig5_repr_vs_data_twonn_pdf="results/figures/fig5_repr_vs_data_twonn.pdf",
+        **figure("fig5_repr_vs_data", "Representations", key="fig5_repr_vs_data"),
+        **figure("fig5_repr_vs_data_twonn", "Representations", key="fig5_repr_vs_data_twonn"),
         summary="results/tables/figure_summaries.csv",
         guides="results/tables/figure_guides.csv",
-    params:
-        reference=REFERENCE,
-        facet=config["analysis"]["facet"],
     log:
         "results/logs/generalization_figures.log",
     benchmark:
         "results/benchmarks/generalization_figures.tsv"
+    localrule: True
     conda:
         CONDA_ENV
+    params:
+        reference=REFERENCE,
+        facet=config["analysis"]["facet"],
     script:
         "../scripts/generalization_figures.py"
 
@@ -146,17 +137,23 @@ rule noise_rank_study:
     input:
         "results/tables/runs.csv",
     output:
-        table=report("results/tables/noise_rank.csv", caption="../report/noise_rank_table.rst",
-                     category="Background noise and rank"),
+        **figure("noise_rank", "Background noise and rank"),
+        table=report(
+            "results/tables/noise_rank.csv",
+            caption="../report/noise_rank_table.rst",
+            category="Background noise and rank",
+        ),
         markdown="results/tables/noise_rank.md",
-        claim=report("results/tables/noise_rank_claim.csv", caption="../report/noise_rank_claim.rst",
-                     category="Background noise and rank"),
-        figure=figure_report("noise_rank", "Background noise and rank"),
-        figure_pdf="results/figures/noise_rank.pdf",
+        claim=report(
+            "results/tables/noise_rank_claim.csv",
+            caption="../report/noise_rank_claim.rst",
+            category="Background noise and rank",
+        ),
     log:
         "results/logs/noise_rank_study.log",
     benchmark:
         "results/benchmarks/noise_rank_study.tsv"
+    localrule: True
     conda:
         CONDA_ENV
     script:
@@ -169,17 +166,19 @@ rule variant_study:
         attacks="results/tables/attacks.csv",
         epochs="results/tables/epochs.csv",
     output:
-        table=report("results/tables/variants.csv", caption="../report/variants_table.rst",
-                     category="Noise class and illusive samples"),
+        **figure("variants", "Noise class and illusive samples"),
+        **figure("overfitting", "Noise class and illusive samples", key="overfitting"),
+        table=report(
+            "results/tables/variants.csv",
+            caption="../report/variants_table.rst",
+            category="Noise class and illusive samples",
+        ),
         markdown="results/tables/variants.md",
-        figure=figure_report("variants", "Noise class and illusive samples"),
-        figure_pdf="results/figures/variants.pdf",
-        overfitting=figure_report("overfitting", "Noise class and illusive samples"),
-        overfitting_pdf="results/figures/overfitting.pdf",
     log:
         "results/logs/variant_study.log",
     benchmark:
         "results/benchmarks/variant_study.tsv"
+    localrule: True
     conda:
         CONDA_ENV
     script:
@@ -190,16 +189,46 @@ rule sensitivity_study:
     input:
         "results/tables/runs.csv",
     output:
-        table=report("results/tables/jacobian_generalization.csv",
-                     caption="../report/jacobian_generalization_table.rst", category="Sensitivity"),
+        **figure("jacobian_generalization", "Sensitivity"),
+        table=report(
+            "results/tables/jacobian_generalization.csv",
+            caption="../report/jacobian_generalization_table.rst",
+            category="Sensitivity",
+        ),
         markdown="results/tables/jacobian_generalization.md",
-        figure=figure_report("jacobian_generalization", "Sensitivity"),
-        figure_pdf="results/figures/jacobian_generalization.pdf",
     log:
         "results/logs/sensitivity_study.log",
     benchmark:
         "results/benchmarks/sensitivity_study.tsv"
+    localrule: True
     conda:
         CONDA_ENV
     script:
         "../scripts/sensitivity_study.py"
+
+
+# Which versions of the library (intrinsic.provenance) the records behind the tables come from.
+# Snakemake does not rerun results when only the library changes; the hash as a param makes it
+# rerun this (seconds) job then, so that its "current" column compares with the code of now.
+from intrinsic.provenance import library_hash
+
+
+rule code_versions:
+    input:
+        "results/tables/dataset_properties.csv",
+        "results/tables/label_sharpness.csv",
+        "results/tables/runs.csv",
+        ["results/tables/invariance.csv"] if INVARIANCE_RESOLUTIONS else [],
+    output:
+        report("results/tables/code_versions.csv", caption="../report/code_versions.rst", category="Tables"),
+    log:
+        "results/logs/code_versions.log",
+    benchmark:
+        "results/benchmarks/code_versions.tsv"
+    localrule: True
+    conda:
+        CONDA_ENV
+    params:
+        library_hash=library_hash(),
+    script:
+        "../scripts/code_versions.py"

@@ -6,6 +6,10 @@ import sys
 from snakemake.exceptions import WorkflowError
 from snakemake.utils import validate
 
+# The workflow's own library (files.smk put it first on sys.path), for the parse-time imports below
+# (stdlib-only modules).
+from intrinsic import grid
+from intrinsic.attacked import chosen_runs
 
 validate(config, "../../config/config.schema.yaml")
 
@@ -17,8 +21,11 @@ def non_finite_numbers(value, path=""):
     if isinstance(value, float):
         return [] if math.isfinite(value) else [(path, value)]
     if isinstance(value, dict):
-        return [found for key, item in value.items()
-                for found in non_finite_numbers(item, f"{path}.{key}" if path else str(key))]
+        return [
+            found
+            for key, item in value.items()
+            for found in non_finite_numbers(item, f"{path}.{key}" if path else str(key))
+        ]
     if isinstance(value, (list, tuple)):
         return [found for i, item in enumerate(value) for found in non_finite_numbers(item, f"{path}[{i}]")]
     return []
@@ -27,8 +34,7 @@ def non_finite_numbers(value, path=""):
 _non_finite = non_finite_numbers(config)
 if _non_finite:
     raise WorkflowError(
-        "config: numbers must be finite, but "
-        + ", ".join(f"{path} is {value}" for path, value in _non_finite)
+        "config: numbers must be finite, but " + ", ".join(f"{path} is {value}" for path, value in _non_finite)
     )
 
 CATALOG = config["dataset_catalog"]
@@ -55,9 +61,7 @@ if _case_clashes:
 DATASETS = config["datasets"] or list(CATALOG)
 _unknown = [name for name in DATASETS if name not in CATALOG]
 if _unknown:
-    raise WorkflowError(
-        f"config: datasets {_unknown} are not in dataset_catalog (known: {', '.join(CATALOG)})"
-    )
+    raise WorkflowError(f"config: datasets {_unknown} are not in dataset_catalog (known: {', '.join(CATALOG)})")
 N_TRAIN = config["splits"]["n_train"]
 SEEDS = config["splits"]["seeds"]
 
@@ -87,36 +91,37 @@ if int(_smallest_n * (1 - _discard)) < 2:
 MODELS = config["training"]["models"]
 CONDA_ENV = "../../envs/intrinsic.yaml"
 
-# The grid: one training run per combination of these axes, in path order. A run's files live
-# under RUN_PATH and a split's measured properties under PROPERTIES_PATH; every record carries
-# the axes as typed columns (int, float or str), and each axis's wildcard only matches its
-# configured values. A new axis is one entry here (its config list and type), one path segment
-# in RUN_PATH (and PROPERTIES_PATH if the data depend on it) and, where a rule's result depends
-# on it, that rule's params; the tables, constraints and records pick it up.
+
+# The grid: one training run per combination of the axes of intrinsic/grid.py (names, types, which
+# the data depend on), in path order, with their values from the config. A run's files live under
+# RUN_PATH and a split's measured properties under PROPERTIES_PATH; every record carries the axes
+# as typed columns, and each axis's wildcard only matches its configured values. A new axis is one
+# entry in grid.AXIS_TYPES, its config list in _AXIS_VALUES, one path segment in RUN_PATH (and
+# PROPERTIES_PATH if the data depend on it) and, where a rule's result depends on it, that rule's
+# params; the tables, constraints and records pick it up.
 class Axis:
-    def __init__(self, values, kind, of_data):
-        self.kind = kind        # int, float or str: the column type in every table
-        self.values = [kind(v) for v in values]
-        self.of_data = of_data  # the images of a split depend on it (d_data is measured per value)
+    def __init__(self, name, values):
+        self.name = name
+        self.kind = grid.AXIS_TYPES[name]  # int, float or str: the column type in every table
+        self.values = [grid.parse(name, v) for v in values]
+        self.of_data = name in grid.DATA_AXES  # the images of a split depend on it (d_data per value)
 
     def text(self, value):
-        """How a value is written in a path: repr of a float round-trips exactly (0.1 -> "0.1")."""
-        return repr(float(value)) if self.kind is float else str(value)
+        return grid.text(self.name, value)
 
     def parse(self, text):
-        return self.kind(text)
+        return grid.parse(self.name, text)
 
 
-NOISE_LEVELS = config["background_noise"]["levels"]
-VARIANTS = config["variants"]["run"]
-AXES = {
-    "dataset": Axis(DATASETS, str, of_data=True),
-    "model": Axis(MODELS, str, of_data=False),
-    "noise": Axis(NOISE_LEVELS, float, of_data=True),
-    "variant": Axis(VARIANTS, str, of_data=False),
-    "n_train": Axis(N_TRAIN, int, of_data=True),
-    "seed": Axis(SEEDS, int, of_data=True),
+_AXIS_VALUES = {
+    "dataset": DATASETS,
+    "model": MODELS,
+    "noise": config["background_noise"]["levels"],
+    "variant": config["variants"]["run"],
+    "n_train": N_TRAIN,
+    "seed": SEEDS,
 }
+AXES = {name: Axis(name, _AXIS_VALUES[name]) for name in grid.AXIS_TYPES}
 RUN_AXES = {name: [axis.text(v) for v in axis.values] for name, axis in AXES.items()}
 RUN_PATH = "{dataset}/{model}/noise{noise}/{variant}/n{n_train}_seed{seed}"
 # A split (its indices) depends on neither noise nor variant; its images and d_data on the noise.
@@ -130,7 +135,7 @@ for _path, _axes in ((RUN_PATH, list(AXES)), (PROPERTIES_PATH, DATA_AXES)):
 
 # The paper's analyses (fits, Table 1, Figs. 1-5) are of the clean, standard-trained grid: the
 # study axes' reference values, which every grid must contain (the studies compare with them).
-REFERENCE = {"noise": 0.0, "variant": "standard"}
+REFERENCE = grid.REFERENCE
 for _name, _value in REFERENCE.items():
     if _value not in AXES[_name].values:
         _key = {"noise": "background_noise.levels", "variant": "variants.run"}[_name]
@@ -144,8 +149,10 @@ for _name, _value in REFERENCE.items():
 _facet = config["analysis"]["facet"]
 _facetable = [name for name in AXES if name not in ("dataset", "model", "n_train", "seed")]
 if _facet is not None and _facet not in _facetable:
-    raise WorkflowError(f"config: analysis.facet {_facet!r} is not an axis the figures can facet on "
-                        f"(one of {', '.join(_facetable)}, or null)")
+    raise WorkflowError(
+        f"config: analysis.facet {_facet!r} is not an axis the figures can facet on "
+        f"(one of {', '.join(_facetable)}, or null)"
+    )
 
 
 wildcard_constraints:
@@ -153,8 +160,10 @@ wildcard_constraints:
 
 
 # Attack budgets on the [0, 1] scale: evaluation.eps_255 / 255 and evaluation.eps, each once.
-ATTACK_EPS = sorted({round(e / 255, 12) for e in config["evaluation"]["eps_255"]}
-                    | {round(float(e), 12) for e in config["evaluation"]["eps"]})
+ATTACK_EPS = sorted(
+    {round(e / 255, 12) for e in config["evaluation"]["eps_255"]}
+    | {round(float(e), 12) for e in config["evaluation"]["eps"]}
+)
 if not ATTACK_EPS:
     raise WorkflowError("config: evaluation.eps_255 and evaluation.eps are both empty: give at least one attack budget")
 
@@ -179,15 +188,10 @@ def run_keys(wildcards):
     return {name: axis.parse(wildcards[name]) for name, axis in AXES.items()}
 
 
-def axis_types():
-    """{axis: "int" | "float" | "str"}: how the tables type each axis column."""
-    return {name: axis.kind.__name__ for name, axis in AXES.items()}
-
-
 def background_options(wildcards):
     """What background noise a job's images depend on: nothing for the clean grid (so editing
     the threshold reruns only the noisy runs), else the level and the background threshold."""
-    noise = float(wildcards.noise)
+    noise = AXES["noise"].parse(wildcards.noise)
     if noise == 0:
         return {"noise": noise, "threshold": None}
     # A catalog entry's own background_threshold wins: where the background is dark depends on the source.
@@ -205,8 +209,15 @@ def variant_options(wildcards):
 # one more model) does not rerun finished trainings through Snakemake's params rerun trigger.
 # dataset_model_settings is left out too: its entry for the run's (dataset, model), if any, is
 # merged into model_settings, so an edit reruns only that dataset's runs of that model.
-NOT_TRAINING_SETTINGS = ("models", "resources", "gpus", "keep_models", "threads", "dataset_model_settings",
-                         "checkpoint_minutes")
+NOT_TRAINING_SETTINGS = (
+    "models",
+    "resources",
+    "gpus",
+    "keep_models",
+    "threads",
+    "dataset_model_settings",
+    "checkpoint_minutes",
+)
 
 _unknown_overrides = [name for name in config["training"]["dataset_model_settings"] if name not in CATALOG]
 if _unknown_overrides:
@@ -262,8 +273,6 @@ EVALUATION_SETTINGS = {
 # App. D.1's attacked examples, drawn by figure_attacked_examples (grid.smk), are recorded by one
 # run per dataset of the listed domains (intrinsic.attacked.chosen_runs, stdlib only, so importable
 # here). Only those runs' evaluation params gain the option: enabling or editing it reruns only them.
-sys.path.insert(0, os.path.join(workflow.basedir, "workflow", "scripts"))
-from intrinsic.attacked import chosen_runs  # noqa: E402
 
 ATTACKED_EXAMPLES = config["evaluation"]["attacked_examples"]
 _n_test = config["splits"]["n_test"]
@@ -273,9 +282,13 @@ if ATTACKED_EXAMPLES["n"] > _n_test:
         f"splits.n_test = {_n_test} images"
     )
 EXAMPLE_RUNS = (
-    chosen_runs({name: axis.values for name, axis in AXES.items()},
-                {name: CATALOG[name]["domain"] for name in DATASETS}, ATTACKED_EXAMPLES["domains"])
-    if ATTACKED_EXAMPLES["n"] > 0 else []
+    chosen_runs(
+        {name: axis.values for name, axis in AXES.items()},
+        {name: CATALOG[name]["domain"] for name in DATASETS},
+        ATTACKED_EXAMPLES["domains"],
+    )
+    if ATTACKED_EXAMPLES["n"] > 0
+    else []
 )
 _EXAMPLE_RUN_TEXTS = {tuple(AXES[name].text(run[name]) for name in AXES) for run in EXAMPLE_RUNS}
 _EXAMPLE_OPTIONS = {"n": ATTACKED_EXAMPLES["n"], "eps_255": ATTACKED_EXAMPLES["eps_255"]}
@@ -317,15 +330,36 @@ def drawn_pairs(wildcards):
     return {"pairs": pairs, "class_pairs": entry.get("class_pairs")}
 
 
-def figure_report(name, category):
-    """A figure's PNG as a report item, captioned by workflow/report/{name}.rst."""
-    return report(f"results/figures/{name}.png", caption=f"../report/{name}.rst", category=category)
+def figure(name, category, key="figure"):
+    """A figure's outputs, for a rule's ``output: **figure(...)``: ``key``, its PNG as a report item
+    captioned by workflow/report/{name}.rst, and ``key``_pdf, the PDF beside it (the script's
+    intrinsic.figures.save_figure writes both). A new figure is this, its rule and its caption."""
+    return {
+        key: report(f"results/figures/{name}.png", caption=f"../report/{name}.rst", category=category),
+        f"{key}_pdf": f"results/figures/{name}.pdf",
+    }
+
+
+def final_outputs():
+    """The default target's inputs: the dataset properties and Fig. 1, the grid's tables, fits,
+    Table 1 and Figs. 2-5, and the studies and appendix experiments the config asks for."""
+    return [
+        *rules.dataset_properties_table.output,
+        *rules.figure_dataset_properties.output,
+        *rules.grid_tables.output,
+        *rules.scaling_fits.output,
+        *rules.sharpness_robustness.output,
+        *rules.generalization_figures.output,
+        *study_outputs(),
+        *appendix_outputs(),
+    ]
 
 
 def study_outputs():
     """Outputs of the studies (rules in analysis.smk) a grid can answer: the noise study needs two
-    noise levels, the variant study two variants; sensitivity vs generalization any grid."""
-    outputs = list(rules.sensitivity_study.output)
+    noise levels, the variant study two variants; sensitivity vs generalization any grid; and
+    code_versions.csv, which code the records of the tables came from (every grid)."""
+    outputs = list(rules.sensitivity_study.output) + list(rules.code_versions.output)
     if len(AXES["noise"].values) > 1:
         outputs += list(rules.noise_rank_study.output)
     if len(AXES["variant"].values) > 1:
@@ -365,3 +399,22 @@ def appendix_outputs():
     if TASK_GROUPS:
         outputs += list(rules.task_ranking.output)
     return outputs
+
+
+def status_runs(wildcards):
+    """Every run of the grid as its wildcards, in the grid's own enumeration (run_records), for
+    rule status (status.smk); a function, so that only a DAG holding the status job spends the
+    time on it."""
+    fields = "\t".join(f"{{{name}}}" for name in RUN_AXES)
+    return [dict(zip(RUN_AXES, line.split("\t"))) for line in run_records(fields)]
+
+
+def status_live_windows():
+    """Per model, how long a run may leave its log and checkpoint folder unchanged and still count
+    as running (the status rule): two checkpoint intervals (a checkpoint waits for the end of an
+    epoch), or its evaluation budget (the evaluation logs nothing until it ends), at least 10 min."""
+    training = config["training"]
+    return {
+        model: max(2 * 60 * training["checkpoint_minutes"], 60 * training["resources"][model]["eval_runtime_min"], 600)
+        for model in MODELS
+    }

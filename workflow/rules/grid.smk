@@ -8,10 +8,23 @@ rule run_model:
         cache=CACHE,
         split=f"results/splits/{SPLIT_PATH}.npz",
     output:
+        **model_output(f"results/models/{RUN_PATH}.pt"),
         training=f"results/runs/{RUN_PATH}/training.json",
         record=f"results/runs/{RUN_PATH}/evaluation.json",
         jacobians=f"results/runs/{RUN_PATH}/jacobian_norms.npz",
-        **model_output(f"results/models/{RUN_PATH}.pt"),
+    log:
+        f"results/logs/run_model/{RUN_PATH}.log",
+    benchmark:
+        f"results/benchmarks/run_model/{RUN_PATH}.tsv"
+    group:
+        "runs"
+    conda:
+        CONDA_ENV
+    threads: config["training"]["threads"]
+    resources:
+        mem_mb=run_request("mem_mb"),
+        runtime=run_runtime,
+        gpu=config["training"]["gpus"],
     params:
         run=run_keys,
         training=training_settings,
@@ -23,19 +36,5 @@ rule run_model:
         checkpoints=f"results/checkpoints/{RUN_PATH}",
         checkpoint_every_s=config["training"]["checkpoint_minutes"] * 60,
         keep_checkpoint=config["training"]["keep_models"],
-    threads: config["training"]["threads"]
-    resources:
-        mem_mb=run_request("mem_mb"),
-        runtime=run_runtime,
-        gpu=config["training"]["gpus"],
-    group:
-        "runs"
-    log:
-        f"results/logs/run_model/{RUN_PATH}.log",
-    benchmark:
-        f"results/benchmarks/run_model/{RUN_PATH}.tsv"
-    conda:
-        CONDA_ENV
     script:
         "../scripts/run_model.py"
-

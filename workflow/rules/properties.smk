@@ -4,22 +4,22 @@ rule dataset_properties:
         split=f"results/splits/{SPLIT_PATH}.npz",
     output:
         f"results/properties/{PROPERTIES_PATH}.json",
-    params:
-        options={key: config["properties"][key] for key in ("knn_k", "twonn_discard_fraction")},
-        rank_energy=config["rank"]["energy"],
-        background=background_options,
-    threads: config["properties"]["threads"]
-    resources:
-        mem_mb=config["properties"]["mem_mb"],
-    # Minutes each: on a cluster, profiles/default packs one dataset's worth into one submission.
-    group:
-        "properties"
     log:
         f"results/logs/dataset_properties/{PROPERTIES_PATH}.log",
     benchmark:
         f"results/benchmarks/dataset_properties/{PROPERTIES_PATH}.tsv"
+    # Minutes each: on a cluster, profiles/default packs one dataset's worth into one submission.
+    group:
+        "properties"
     conda:
         CONDA_ENV
+    threads: config["properties"]["threads"]
+    resources:
+        mem_mb=config["properties"]["mem_mb"],
+    params:
+        options={key: config["properties"][key] for key in ("knn_k", "twonn_discard_fraction")},
+        rank_energy=config["rank"]["energy"],
+        background=background_options,
     script:
         "../scripts/dataset_properties.py"
 
@@ -31,22 +31,22 @@ rule label_sharpness:
         cache=CACHE,
     output:
         "results/properties/{dataset}/label_sharpness.json",
+    log:
+        "results/logs/label_sharpness/{dataset}.log",
+    benchmark:
+        "results/benchmarks/label_sharpness/{dataset}.tsv"
+    group:
+        "properties"
+    conda:
+        CONDA_ENV
+    threads: config["properties"]["threads"]
+    resources:
+        mem_mb=4000,
     params:
         seeds=SEEDS,
         pairings=config["properties"]["sharpness_pairings"],
         samples=config["properties"]["sharpness_samples"],
         class_pairs=lambda wildcards: CATALOG[wildcards.dataset].get("class_pairs"),
-    threads: config["properties"]["threads"]
-    resources:
-        mem_mb=4000,
-    group:
-        "properties"
-    log:
-        "results/logs/label_sharpness/{dataset}.log",
-    benchmark:
-        "results/benchmarks/label_sharpness/{dataset}.tsv"
-    conda:
-        CONDA_ENV
     script:
         "../scripts/label_sharpness.py"
 
@@ -70,6 +70,7 @@ rule dataset_properties_table:
         "results/logs/dataset_properties_table.log",
     benchmark:
         "results/benchmarks/dataset_properties_table.tsv"
+    localrule: True
     conda:
         CONDA_ENV
     script:
@@ -81,20 +82,16 @@ rule figure_dataset_properties:
         splits="results/tables/dataset_properties.csv",
         sharpness="results/tables/label_sharpness.csv",
     output:
-        png=report(
-            "results/figures/fig1_dataset_properties.png",
-            caption="../report/fig1_dataset_properties.rst",
-            category="Dataset properties",
-        ),
-        pdf="results/figures/fig1_dataset_properties.pdf",
+        **figure("fig1_dataset_properties", "Dataset properties"),
         summary="results/tables/fig1_dataset_properties_summary.csv",
-    params:
-        reference=REFERENCE,
     log:
         "results/logs/figure_dataset_properties.log",
     benchmark:
         "results/benchmarks/figure_dataset_properties.tsv"
+    localrule: True
     conda:
         CONDA_ENV
+    params:
+        reference=REFERENCE,
     script:
         "../scripts/figure_dataset_properties.py"

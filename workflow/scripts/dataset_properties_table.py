@@ -2,12 +2,12 @@
 K_F (dataset_properties.csv), and one row per (dataset, class pair) (label_sharpness.csv)."""
 
 from intrinsic.logs import logged
-from intrinsic.tables import property_tables, write_csv
+from intrinsic.tables import property_tables, write_table
 
-with logged(snakemake.log[0], "dataset_properties_table") as log:  # noqa: F821 (injected by Snakemake)
-    splits, sharpness = property_tables(snakemake.input.splits, snakemake.input.sharpness)  # noqa: F821
-    write_csv(splits, snakemake.output.splits)  # noqa: F821
-    write_csv(sharpness, snakemake.output.sharpness)  # noqa: F821
+with logged(snakemake.log[0], "dataset_properties_table") as log:
+    splits, sharpness = property_tables(snakemake.input.splits, snakemake.input.sharpness)
+    write_table(splits, snakemake.output.splits, log)
+    write_table(sharpness, snakemake.output.sharpness, log)
     log.info("%d splits, %d class pairs, %d datasets; %d zero-distance pairs left out of K_F",
              len(splits), len(sharpness), splits["dataset"].nunique(),
              int(sharpness["kf_zero_distance_pairs"].sum()))

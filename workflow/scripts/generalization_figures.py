@@ -4,7 +4,7 @@ import pandas as pd
 
 from intrinsic.figures import figure_generalization, figure_repr_vs_data
 from intrinsic.logs import logged
-from intrinsic.tables import reference_slice, write_csv
+from intrinsic.tables import reference_slice, write_table
 
 GENERALIZATION = {  # figure -> (x, y, log y); Fig. 4 with d_repr by TwoNN, App. E.1 by MLE
     "fig2_generalization_loss": ("d_mle", "test_loss", True),
@@ -16,9 +16,9 @@ GENERALIZATION = {  # figure -> (x, y, log y); Fig. 4 with d_repr by TwoNN, App.
 }
 REPR_VS_DATA = {"fig5_repr_vs_data": "mle", "fig5_repr_vs_data_twonn": "twonn"}  # figure -> estimator
 
-with logged(snakemake.log[0], "generalization_figures") as log:  # noqa: F821 (injected by Snakemake)
-    out, params = snakemake.output, snakemake.params  # noqa: F821
-    table = pd.read_csv(snakemake.input[0])  # noqa: F821
+with logged(snakemake.log[0], "generalization_figures") as log:
+    out, params = snakemake.output, snakemake.params
+    table = pd.read_csv(snakemake.input[0])
     # The clean, standard-trained grid: the study axes at their reference values; Figs. 2 and 4
     # keep every value of the axis they facet on (analysis.facet), one panel per value.
     runs = reference_slice(table, params.reference)
@@ -33,5 +33,5 @@ with logged(snakemake.log[0], "generalization_figures") as log:  # noqa: F821 (i
         summary, fraction = figure_repr_vs_data(runs, out[name], out[f"{name}_pdf"], estimator=estimator)
         summaries.append(summary.assign(figure=name))
         log.info("%s: fraction of (model, dataset, N) with d_repr <= d_data: %.3f", name, fraction)
-    write_csv(pd.concat(summaries, ignore_index=True), out.summary)
-    write_csv(pd.concat(guides, ignore_index=True), out.guides)
+    write_table(pd.concat(summaries, ignore_index=True), out.summary, log, sources=faceted)
+    write_table(pd.concat(guides, ignore_index=True), out.guides, log, sources=faceted)

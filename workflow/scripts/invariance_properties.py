@@ -9,18 +9,18 @@ from intrinsic.io import write_json
 from intrinsic.logs import logged
 from intrinsic.splits import load_split
 
-with logged(snakemake.log[0], "invariance_properties") as log:  # noqa: F821 (injected by Snakemake)
-    torch.set_num_threads(snakemake.threads)  # noqa: F821
-    params, wildcards = snakemake.params, snakemake.wildcards  # noqa: F821
-    cache = load_cache(snakemake.input.cache)  # noqa: F821
-    split_paths = list(snakemake.input.splits)  # noqa: F821
+with logged(snakemake.log[0], "invariance_properties") as log:
+    torch.set_num_threads(snakemake.threads)
+    params, wildcards = snakemake.params, snakemake.wildcards
+    cache = load_cache(snakemake.input.cache)
+    split_paths = list(snakemake.input.splits)
     if len(split_paths) != len(params.seeds):
         raise ValueError(f"{len(split_paths)} split files for the {len(params.seeds)} seeds {params.seeds}")
     splits = {int(seed): load_split(path, cache) for seed, path in zip(params.seeds, split_paths)}
     record = invariance_record(cache, splits, int(wildcards.resolution), int(wildcards.channels),
                                rank_energy=params.rank_energy, samples=params.samples,
                                class_pairs=params.class_pairs, **params.options)
-    write_json(snakemake.output[0], record)  # noqa: F821
+    write_json(snakemake.output[0], record)
     log.info("%s at %s px, %s channel(s): d_mle %.3f, d_twonn %.3f, k_f %.4g (%.1f s)", record["dataset"],
              record["resolution"], record["channels"], record["d_mle"], record["d_twonn"], record["k_f"],
              record["seconds"])

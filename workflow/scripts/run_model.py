@@ -9,9 +9,9 @@ from intrinsic.logs import logged
 from intrinsic.runs import run_model, train_settings
 from intrinsic.training import Interrupted, stop_on_signals
 
-with logged(snakemake.log[0], "run_model") as log:  # noqa: F821 (injected by Snakemake)
-    torch.set_num_threads(snakemake.threads)  # noqa: F821
-    params, output = snakemake.params, snakemake.output  # noqa: F821
+with logged(snakemake.log[0], "run_model") as log:
+    torch.set_num_threads(snakemake.threads)
+    params, output = snakemake.params, snakemake.output
     keys, training = params.run, params.training
     config = train_settings(keys["model"], training, keys["seed"], training["device"])
     log.info("run %s: %s", keys, config)
@@ -22,7 +22,7 @@ with logged(snakemake.log[0], "run_model") as log:  # noqa: F821 (injected by Sn
         # epoch, write its checkpoint, exit with an error; the retry resumes.
         with stop_on_signals():
             records = run_model(
-                keys, snakemake.input.cache, snakemake.input.split, config,  # noqa: F821
+                keys, snakemake.input.cache, snakemake.input.split, config,
                 training_path=output.training, evaluation_path=output.record, jacobians_path=output.jacobians,
                 model_path=output.get("model"), checkpoint_folder=params.checkpoints,
                 keep_checkpoint=params.keep_checkpoint, checkpoint_every_s=params.checkpoint_every_s,
@@ -34,4 +34,5 @@ with logged(snakemake.log[0], "run_model") as log:  # noqa: F821 (injected by Sn
         sys.exit(75)  # EX_TEMPFAIL
     trained = records["training"]
     log.info("%s after %d epochs on %s (%.1f s); evaluated in %.1f s", "fitted" if trained["fitted"] else "NOT fitted",
-             trained["epochs"], trained["device"], trained["train_seconds"], records["evaluation"]["run"]["eval_seconds"])
+             trained["epochs"], trained["device"], trained["train_seconds"],
+             records["evaluation"]["run"]["eval_seconds"])

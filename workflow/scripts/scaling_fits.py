@@ -10,7 +10,7 @@ from intrinsic.analysis import (
 )
 from intrinsic.io import atomic_write
 from intrinsic.logs import logged
-from intrinsic.tables import reference_slice, write_csv
+from intrinsic.tables import reference_slice, write_table
 
 
 def per_model(fit, runs: pd.DataFrame, groups: list[str], **options) -> pd.DataFrame:
@@ -30,10 +30,10 @@ def log_problems(log, table: pd.DataFrame, keys: list[str]) -> None:
             log.warning("%s: %s", where, row["cluster_note"])
 
 
-with logged(snakemake.log[0], "scaling_fits") as log:  # noqa: F821 (injected by Snakemake)
-    out, params = snakemake.output, snakemake.params  # noqa: F821
+with logged(snakemake.log[0], "scaling_fits") as log:
+    out, params = snakemake.output, snakemake.params
     # The clean, standard-trained grid: the study axes at their reference values.
-    runs = reference_slice(pd.read_csv(snakemake.input[0]), snakemake.params.reference)  # noqa: F821
+    runs = reference_slice(pd.read_csv(snakemake.input[0]), snakemake.params.reference)
     exclude = bool(params.exclude_unfitted)
     if exclude:
         log.info("leaving out %d of %d runs that did not fit their training set "
@@ -44,12 +44,12 @@ with logged(snakemake.log[0], "scaling_fits") as log:  # noqa: F821 (injected by
 
     blanks = {"error": "", "cluster_note": ""}
     fits = per_model(fits_table, runs, ["domain"], **options).fillna(blanks)
-    write_csv(fits, out.fits)
+    write_table(fits, out.fits, log, sources=runs)
     log_problems(log, fits, ["domain", "model", "law"])
 
     cross = per_model(cross_domain_table, runs, [], exclude_domains=params.cross_domain_exclude,
                       **options).fillna(blanks)
-    write_csv(cross, out.cross_domain)
+    write_table(cross, out.cross_domain, log, sources=runs)
     summary = cross_domain_markdown(cross, ["model"])
     with atomic_write(Path(out.cross_domain_markdown), "w") as handle:
         handle.write(summary)

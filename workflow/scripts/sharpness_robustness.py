@@ -8,16 +8,16 @@ from intrinsic.analysis import sharpness_correlations, sharpness_markdown, sharp
 from intrinsic.figures import figure_sharpness_robustness
 from intrinsic.io import atomic_write
 from intrinsic.logs import logged
-from intrinsic.tables import reference_slice, write_csv
+from intrinsic.tables import reference_slice, write_table
 
 KEYS = ["model", "attack", "eps_255"]
 INTRO = ("Pearson r between the attack's test {what} penalty and label sharpness K_F across datasets{where}; "
          "each dataset's penalty and K_F are first averaged over training-set sizes N and seeds.")
 
-with logged(snakemake.log[0], "sharpness_robustness") as log:  # noqa: F821 (injected by Snakemake)
-    out, params = snakemake.output, snakemake.params  # noqa: F821
+with logged(snakemake.log[0], "sharpness_robustness") as log:
+    out, params = snakemake.output, snakemake.params
     # The clean, standard-trained grid: the study axes at their reference values.
-    attacks = reference_slice(pd.read_csv(snakemake.input[0]), snakemake.params.reference)  # noqa: F821
+    attacks = reference_slice(pd.read_csv(snakemake.input[0]), snakemake.params.reference)
     tables = {  # output name -> (table, markdown intro)
         "table": (sharpness_correlations(attacks, KEYS), INTRO.format(what="loss", where="")),
         "by_domain": (sharpness_correlations(attacks, KEYS + ["domain"]),
@@ -26,11 +26,11 @@ with logged(snakemake.log[0], "sharpness_robustness") as log:  # noqa: F821 (inj
                      INTRO.format(what="accuracy", where="")),
     }
     for name, (table, intro) in tables.items():
-        write_csv(table, out[name])
+        write_table(table, out[name], log, sources=attacks)
         with atomic_write(Path(out[f"{name}_markdown"]), "w") as handle:
             handle.write(sharpness_markdown(table, intro))
         log.info("%s:\n%s", name, table.to_string())
-    write_csv(sharpness_points(attacks, KEYS), out.points)
+    write_table(sharpness_points(attacks, KEYS), out.points, log, sources=attacks)
     figures = {  # output name -> the figure's options
         "fig3": dict(eps_255=params.eps_255),
         "fig3_all_eps": dict(eps_255=None),

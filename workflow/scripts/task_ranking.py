@@ -5,15 +5,15 @@ import pandas as pd
 
 from intrinsic.appendix import figure_task_ranking, task_ranking_table
 from intrinsic.logs import logged
-from intrinsic.tables import write_csv
+from intrinsic.tables import write_table
 
-with logged(snakemake.log[0], "task_ranking") as log:  # noqa: F821 (injected by Snakemake)
-    inputs, out, params = snakemake.input, snakemake.output, snakemake.params  # noqa: F821
+with logged(snakemake.log[0], "task_ranking") as log:
+    inputs, out, params = snakemake.input, snakemake.output, snakemake.params
     # seeds: "0 1 2", or one seed that a CSV reader would take for a number; text either way.
     sharpness = pd.read_csv(inputs.sharpness, dtype={"seeds": str})
-    table = task_ranking_table(pd.read_csv(inputs.runs), sharpness, pd.read_csv(inputs.properties),
-                               dict(params.groups), reference=dict(params.reference))
-    write_csv(table, out.table)
+    runs, properties = pd.read_csv(inputs.runs), pd.read_csv(inputs.properties)
+    table = task_ranking_table(runs, sharpness, properties, dict(params.groups), reference=dict(params.reference))
+    write_table(table, out.table, log, sources=[runs, sharpness, properties])
     figure_task_ranking(table, out.figure, out.figure_pdf)
     log.info("%d rows:\n%s", len(table), table[["group", "dataset", "model", "k_f_255", "test_loss", "rank_k_f",
                                                 "rank_test_loss", "spearman_rho"]].to_string())

@@ -4,11 +4,13 @@ The library behind the Snakemake workflow; importable and testable without Snake
 Modules:
     io          atomic file writes
     cache       RawDataset -> compact uint8 cache on disk, and back
-    embedded    datasets built from images that ship with installed packages, plus synthetic ones
+    sources     every dataset source behind load_source: embedded generators (images that ship
+                with installed packages, synthetic sets) and readers of real files on disk
     splits      class-balanced, nested, group-disjoint train/test splits
     estimators  intrinsic dimension (MLE, TwoNN) and label sharpness K_F
     properties  dataset properties of one split
     tables      merging per-split results into tidy tables
+    provenance  which code produced a record or table row (version, commit, library hash)
     figures     the study's figures
 """
 

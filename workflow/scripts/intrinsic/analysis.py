@@ -53,8 +53,6 @@ from scipy import stats
 
 from .tables import numeric_column
 
-LAWS = ("eq2_with_kf", "eq2_without_kf", "eq4_d_repr")
-
 
 # --------------------------------------------------------------------------------------- helpers
 

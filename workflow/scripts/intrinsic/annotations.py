@@ -4,7 +4,7 @@ The study's authors prepared DBC, OAI and Prostate-MRI-US-Biopsy with their own 
 (radiologyintrinsicmanifolds: data/dbc/png_extractor.py, data/oai/generate_cls_label.py and
 detect_knee/kl_process.py, data/prostate/png_extractor.py). Each builder here applies the same
 task definition to the official spreadsheet and returns the table that a reader of
-:mod:`intrinsic.readers` consumes, so that nobody writes these CSVs by hand:
+:mod:`intrinsic.sources` consumes, so that nobody writes these CSVs by hand:
 
     build_dbc       Annotation_Boxes + filepath mapping -> path,label   (dicom, key: path)
     build_oai       kxr_sq_bu00.txt + knee crops        -> path,KLG,ID  (image_csv)

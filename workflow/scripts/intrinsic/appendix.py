@@ -31,9 +31,11 @@ from dataclasses import dataclass, fields
 import numpy as np
 import pandas as pd
 
+from . import grid
 from .cache import DatasetCache, convert_image, quantize
 from .io import read_json
 from .properties import dataset_sharpness, split_properties
+from .provenance import CODE_FIELDS, code_version, recorded_code
 from .splits import Split
 from .tables import numeric_column, reference_slice
 
@@ -174,6 +176,7 @@ def invariance_record(cache: DatasetCache, splits: dict[int, Split], resolution:
         "splits": records,
         "pairs": pairs,
         "seconds": round(time.perf_counter() - started, 3),
+        **code_version(),
     }
 
 
@@ -217,10 +220,11 @@ def invariance_table(records: list[dict], level: float = 0.95, where: list[str] 
         row["kf_zero_distance_pairs"] = int(sum(p["kf_zero_distance_pairs"] for p in pairs))
         row["classes"] = "; ".join(p["classes"] for p in pairs)
         row["seconds"] = float(record.get("seconds", math.nan))
+        row.update(recorded_code(record))
         rows.append(row)
     if not rows:
         raise ValueError("invariance_table: no records")
-    table = pd.DataFrame(rows, columns=INVARIANCE_COLUMNS)
+    table = pd.DataFrame(rows, columns=INVARIANCE_COLUMNS + list(CODE_FIELDS))
     clash = table[table.duplicated(["dataset", "resolution", "channels"], keep=False)]
     if len(clash):
         raise ValueError(f"invariance_table: several records of (dataset, resolution, channels) "
@@ -349,7 +353,7 @@ def task_ranking_table(runs: pd.DataFrame, sharpness: pd.DataFrame, properties: 
     group's tasks with both finite (``n_tasks``): NaN with fewer than 3, said in ``note``."""
     from .figures import _require, natural_key
 
-    reference = {"noise": 0.0, "variant": "standard"} if reference is None else reference
+    reference = grid.REFERENCE if reference is None else reference
     _require(runs, ["dataset", "model", "n_train", "seed", "test_loss", "test_accuracy"], "task_ranking (runs)")
     _require(sharpness, ["dataset", "classes", "k_f", "k_f_255", "seeds"], "task_ranking (label sharpness)")
     _require(properties, ["dataset", "n_train", "seed", "d_mle", "d_twonn"], "task_ranking (dataset properties)")
@@ -414,7 +418,8 @@ def rank_tasks(table: pd.DataFrame) -> pd.DataFrame:
             values = numeric_column(rows, column, "rank_tasks")
             finite = values[np.isfinite(values)]
             table.loc[finite.index, rank] = stats.rankdata(finite.to_numpy(), method="average")
-        both = rows[np.isfinite(numeric_column(rows, "k_f", "rank_tasks")) & np.isfinite(numeric_column(rows, "test_loss", "rank_tasks"))]
+        both = rows[np.isfinite(numeric_column(rows, "k_f", "rank_tasks"))
+                    & np.isfinite(numeric_column(rows, "test_loss", "rank_tasks"))]
         table.loc[rows.index, "n_tasks"] = len(both)
         if len(both) < 3:
             table.loc[rows.index, "note"] = f"{len(both)} task(s) with a finite K_F and test loss: rho needs at least 3"

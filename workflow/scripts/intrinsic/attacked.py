@@ -18,11 +18,13 @@ from __future__ import annotations
 import base64
 import math
 
+from . import grid
+
 # The evaluation record's key, and the one run option that enables it (common.smk).
 RECORD_KEY = "attacked_examples"
-# The study axes' preferred values for the chosen run (REFERENCE in common.smk): the clean,
-# standard-trained grid; an axis not named here (and a value the grid lacks) takes its first value.
-PREFERRED = {"noise": 0.0, "variant": "standard"}
+# The study axes' preferred values for the chosen run: the reference grid (grid.REFERENCE); an
+# axis not named there (and a value the grid lacks) takes its first value.
+PREFERRED = grid.REFERENCE
 # uint8 rounding must land within this of the attacked image times 255 (float32 arithmetic of
 # u / 255 + eps is off by ~1e-5 at most); anything further is not a multiple of 1/255.
 UINT8_TOLERANCE = 1e-3

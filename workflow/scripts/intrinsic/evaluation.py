@@ -36,17 +36,16 @@ from torch import nn
 
 from .attacked import encode_image, select_examples
 from .estimators import intrinsic_dimension
-from .models import eval_mode, model_device, representations
+from .models import eval_mode, representations, resolve_device
 from .rank import first_conv_weight_matrix, rank_summary
 
 ATTACKS = ("fgsm", "pgd")
 
 
 # --------------------------------------------------------------------------------------- helpers
-def _resolve_device(model: nn.Module, device) -> torch.device:
-    if device is None:
-        return model_device(model)
-    device = torch.device(device)
+def _on_device(model: nn.Module, device) -> torch.device:
+    """The resolved device (models.resolve_device; None = where the model is), the model moved there."""
+    device = resolve_device(device, model)
     model.to(device)
     return device
 
@@ -99,7 +98,7 @@ def evaluate(model: nn.Module, images: torch.Tensor, labels: torch.Tensor, batch
     ``per_sample`` also "correct", a bool tensor (n,) on the CPU of which images are classified
     correctly (from the same predictions, so its mean is the accuracy)."""
     _check_inputs(images, labels)
-    device = _resolve_device(model, device)
+    device = _on_device(model, device)
     total_loss, total_correct, hits = 0.0, 0, []
     with eval_mode(model):
         for x, y in _batches(images, labels, batch_size, device):
@@ -159,7 +158,7 @@ def fgsm(model: nn.Module, images: torch.Tensor, labels: torch.Tensor, eps: floa
     One batch (all of ``images`` at once); returns the adversarial images on ``device``.
     """
     _check_inputs(images, labels)
-    device = _resolve_device(model, device)
+    device = _on_device(model, device)
     x = images.to(device=device, dtype=torch.float32)
     y = labels.to(device=device, dtype=torch.long)
     with eval_mode(model):
@@ -177,7 +176,7 @@ def pgd(model: nn.Module, images: torch.Tensor, labels: torch.Tensor, eps: float
     Returns the last iterate (no best-iterate selection).
     """
     _check_inputs(images, labels)
-    device = _resolve_device(model, device)
+    device = _on_device(model, device)
     x = images.to(device=device, dtype=torch.float32)
     y = labels.to(device=device, dtype=torch.long)
     with eval_mode(model):
@@ -204,7 +203,7 @@ def attack_penalties(model: nn.Module, images: torch.Tensor, labels: torch.Tenso
             raise ValueError(f"unknown attack {attack!r}; choose from {', '.join(ATTACKS)}")
     if any(e < 0 for e in eps_list):
         raise ValueError(f"eps must be non-negative, got {eps_list}")
-    device = _resolve_device(model, device)
+    device = _on_device(model, device)
     keys = [(attack, eps) for attack in attacks for eps in eps_list]
     generators = {key: torch.Generator().manual_seed(seed) for key in keys if key[0] == "pgd"}
     if clean is None:
@@ -286,7 +285,7 @@ def jacobian_norms(model: nn.Module, images: torch.Tensor, batch_size: int = 256
     _check_inputs(images)
     if output not in ("softmax", "logits"):
         raise ValueError(f"output must be 'softmax' or 'logits', got {output!r}")
-    device = _resolve_device(model, device)
+    device = _on_device(model, device)
     norms = []
     with eval_mode(model):
         for x, _ in _batches(images, None, batch_size, device):
@@ -323,7 +322,7 @@ def representation_dimension(model: nn.Module, images: torch.Tensor, k: int = 20
     (``rank.rank_summary``): "repr_energy_rank", "repr_effective_rank".
     """
     _check_inputs(images)
-    device = _resolve_device(model, device)
+    device = _on_device(model, device)
     features = representations(model, images, batch_size, layer)
     result = intrinsic_dimension(features, k=k, device=device)  # the neighbour search on the model's device
     measures = {"d_repr_mle": result["d_mle"], "d_repr_twonn": result["d_twonn"],
@@ -359,7 +358,7 @@ def prediction_summary(model: nn.Module, images: torch.Tensor, labels: torch.Ten
     logits only, and "noise_predicted_fraction", the fraction of images whose argmax over all
     outputs is an extra class (NaN for a model without extra outputs, where it cannot happen)."""
     _check_inputs(images, labels)
-    device = _resolve_device(model, device)
+    device = _on_device(model, device)
     correct_real, predicted_extra, outputs = 0, 0, real_classes
     with eval_mode(model), torch.no_grad():
         for x, y in _batches(images, labels, batch_size, device):

@@ -405,7 +405,8 @@ def figure_generalization(runs: pd.DataFrame, png, pdf, *, x: str = "d_mle", y: 
     models = sorted(summary["model"].unique(), key=lambda m: natural_key(str(m)))
     # One panel per model, or per (model, facet value) in the axis's order.
     panels = [(model, None) for model in models] if not facet else [
-        (model, value) for model in models for value in sorted(summary[facet].unique(), key=lambda v: natural_key(str(v)))]
+        (model, value) for model in models
+        for value in sorted(summary[facet].unique(), key=lambda v: natural_key(str(v)))]
     domains = _domain_order(summary["domain"])
     palette = _palette(domains)
     datasets = _dataset_order(summary, domains)

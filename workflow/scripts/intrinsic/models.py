@@ -98,6 +98,25 @@ def model_device(model: nn.Module) -> torch.device:
     return torch.device("cpu")
 
 
+def resolve_device(device: str | torch.device | None = None, model: nn.Module | None = None) -> torch.device:
+    """The one meaning of a device option everywhere (config ``training.device``, training, evaluation).
+
+    None: the model's device when a model is given, else the CPU. "auto": CUDA when there is a GPU,
+    else the CPU. Otherwise "cpu" or "cuda[:N]" (or a torch.device); CUDA without a GPU is an error
+    rather than a silent fallback, so a cluster job on a node without a GPU fails loudly.
+    """
+    if device is None:
+        return model_device(model) if model is not None else torch.device("cpu")
+    if device == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    resolved = torch.device(device)
+    if resolved.type not in ("cpu", "cuda"):
+        raise ValueError(f"device must be 'auto', 'cpu' or 'cuda[:N]', got {device!r}")
+    if resolved.type == "cuda" and not torch.cuda.is_available():
+        raise RuntimeError(f"device {device!r} requested but CUDA is not available")
+    return resolved
+
+
 @contextmanager
 def eval_mode(model: nn.Module):
     """Run the block with the model in eval mode; restore its previous mode afterwards."""

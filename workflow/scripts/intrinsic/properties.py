@@ -17,6 +17,7 @@ import numpy as np
 from .background import background_masks, noisy_images
 from .cache import DatasetCache
 from .estimators import balanced_sample, intrinsic_dimension, label_sharpness
+from .provenance import code_version
 from .rank import rank_summary
 from .splits import Split, class_pair_order
 
@@ -68,6 +69,7 @@ def split_properties(
         "data_effective_rank": ranks["data_effective_rank"],
         "rank_energy": float(rank_energy),
         "seconds": round(time.perf_counter() - started, 3),
+        **code_version(),
     }
 
 
@@ -98,6 +100,7 @@ def pair_sharpness(cache: DatasetCache, pair: tuple[int, int], samples: int = 10
         "resolution": int(cache.meta["resolution"]),
         "channels": int(cache.meta["channels"]),
         "seconds": round(time.perf_counter() - started, 3),
+        **code_version(),
     }
 
 

@@ -42,16 +42,10 @@ from .evaluation import (
 )
 from .io import exclusive_lock, save_arrays, write_json
 from .models import initial_model, save_model
+from .provenance import code_version
 from .splits import load_split
 from .training import Interrupted, TrainConfig, architecture, stop_requested
 from .variants import train_variant
-
-
-def resolve_device(name: str) -> str:
-    """"auto" means the GPU when there is one; otherwise the name as given."""
-    if name == "auto":
-        return "cuda" if torch.cuda.is_available() else "cpu"
-    return name
 
 
 def train_settings(model: str, training: dict, seed: int, device: str) -> TrainConfig:
@@ -67,7 +61,7 @@ def train_settings(model: str, training: dict, seed: int, device: str) -> TrainC
         fit_threshold=float(training["fit_threshold"]),
         fit_patience=int(training["fit_patience"]),
         seed=int(seed),
-        device=resolve_device(device),
+        device=device,  # as configured ("auto" included): training resolves it (models.resolve_device)
         bf16=bool(training["bf16"]),
         vgg_pool_size=int(training["vgg_pool_size"]),
     )
@@ -171,6 +165,7 @@ def run_model(keys: dict, cache_folder, split_path, config: TrainConfig, *, trai
             "excluded": [int(i) for i in train_index[outcome.excluded]],
             "n_excluded": len(outcome.excluded),
             "illusive_unjudged_classes": outcome.unjudged_classes,
+            **code_version(),  # the library that trained (provenance: Snakemake does not track it)
             "first_pass_history": outcome.first_pass_history,
             "history": result.history,
         }
@@ -258,6 +253,8 @@ def evaluate_trained(keys: dict, model, built: dict, trained: dict, arrays: dict
         "train_seconds": trained["train_seconds"],
         "eval_seconds": round(time.perf_counter() - started, 3),
         "device": trained["device"],
+        # The library that evaluated; grid_tables copies it onto the run's attack and epoch rows.
+        **code_version(),
     }
     # eps_255 of a budget given on the [0, 1] scale is real (0.01 -> 2.55), rounded so that
     # 2/255 reads back as 2.0 exactly.

@@ -83,7 +83,8 @@ class Split:
         for part in ("train", "test"):
             index, binary = getattr(self, f"{part}_idx"), getattr(self, f"{part}_y")
             if len(index) != len(binary) or (len(index) and (index.min() < 0 or index.max() >= len(cache.labels))):
-                raise DatasetError(f"split {path}: {part} indices do not fit cache {cache.folder}; {rebuild_hint(path)}")
+                raise DatasetError(f"split {path}: {part} indices do not fit cache {cache.folder}; "
+                                   f"{rebuild_hint(path)}")
             if not np.isin(binary, (0, 1)).all() or \
                     (cache.labels[index] != np.asarray(self.class_ids)[binary]).any():
                 raise DatasetError(f"split {path}: {part} labels disagree with cache {cache.folder}; "
@@ -123,7 +124,8 @@ def class_pair_order(dataset: str, classes: list[str], labels: np.ndarray,
             raise DatasetError(f"dataset {dataset!r}: each class pair must name two different classes; got {malformed}")
         unknown = sorted({name for pair in pairs for name in pair} - set(classes))
         if unknown:
-            raise DatasetError(f"dataset {dataset!r}: class pairs name unknown classes {unknown}; classes are {classes}")
+            raise DatasetError(f"dataset {dataset!r}: class pairs name unknown classes {unknown}; "
+                               f"classes are {classes}")
         candidates = sorted({tuple(sorted(classes.index(name) for name in pair)) for pair in pairs})
     else:
         candidates = list(itertools.combinations(range(len(classes)), 2))

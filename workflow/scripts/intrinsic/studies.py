@@ -36,12 +36,13 @@ import seaborn as sns
 from matplotlib.lines import Line2D
 from scipy import stats
 
+from . import grid
 from .analysis import finite_mean_interval, pearson_with_ci, to_markdown_table
 from .figures import (_dataset_order, _domain_order, _facet_axes,
                       _require, natural_key, save_figure)
 from .tables import numeric_column
 
-RUN_AXES = ["dataset", "model", "n_train", "seed", "noise", "variant"]
+RUN_AXES = list(grid.AXIS_TYPES)
 VARIANT_ORDER = ["standard", "noise_class", "exclude_illusive"]
 VARIANT_PALETTE = {"standard": "#1f77b4", "noise_class": "#2ca02c", "exclude_illusive": "#ff7f0e"}
 ATTACK_STYLE = {"fgsm": "-", "pgd": "--"}

@@ -48,9 +48,10 @@ Design:
   resumes depends only on the checkpoint and the configuration, never on history: a checkpoint
   that is unreadable, fails its digest, or cannot lead to the configured result (another model,
   other data, a config field other than ``max_epochs`` differs, it is already past
-  ``max_epochs``, or it lacks the per-sample correctness this run records) is set aside (renamed to ``<name>.set-aside-<UTC time>``, never deleted here;
-  ``set_aside_checkpoint``), the reason is logged and returned in ``TrainResult.set_aside``, and
-  training starts fresh. ``max_epochs`` may be raised to continue a run.
+  ``max_epochs``, or it lacks the per-sample correctness this run records) is set aside
+  (renamed to ``<name>.set-aside-<UTC time>``, never deleted here; ``set_aside_checkpoint``),
+  the reason is logged and returned in ``TrainResult.set_aside``, and training starts fresh.
+  ``max_epochs`` may be raised to continue a run.
 * When checkpoints are written (``checkpoint_every_s``): 0 = after every epoch; otherwise at
   the end of the first epoch that ends ``checkpoint_every_s`` seconds or more after the last
   write (or the start), and always after the last epoch (so a run that fails later, e.g. in
@@ -91,7 +92,7 @@ from torch import nn
 from .cache import checksum
 from .evaluation import evaluate
 from .io import ArtefactError, load_verified, save_verified
-from .models import initial_model
+from .models import initial_model, resolve_device
 
 # 3: + "sample_correct" (per-sample correctness, bit-packed, or None) and "eval_fingerprint".
 CHECKPOINT_FORMAT = 3
@@ -240,15 +241,6 @@ def _log_function(log: Any) -> Callable[[str], None]:
     if callable(log):
         return log
     raise TypeError(f"log must be a logger (with .info) or a callable, got {type(log).__name__}")
-
-
-def _resolve_device(name: str) -> torch.device:
-    device = torch.device(name)
-    if device.type == "cuda" and not torch.cuda.is_available():
-        raise RuntimeError(f"device {name!r} requested but CUDA is not available")
-    if device.type not in ("cpu", "cuda"):
-        raise ValueError(f"device must be 'cpu' or 'cuda[:N]', got {name!r}")
-    return device
 
 
 def _as_uint8_tensor(images: np.ndarray | torch.Tensor, what: str = "images", minimum: int = 2) -> torch.Tensor:
@@ -421,7 +413,7 @@ def train(
         raise ValueError(f"checkpoint_every_s must be >= 0, got {checkpoint_every_s}")
     segment_started = time.perf_counter() if started is None else started
     info = _log_function(log)
-    device = _resolve_device(config.device)
+    device = resolve_device(config.device)
     use_bf16 = bool(config.bf16) and device.type == "cuda"
     memory_format = torch.channels_last if use_bf16 else torch.contiguous_format
     show_progress = bool(progress) and sys.stderr.isatty()

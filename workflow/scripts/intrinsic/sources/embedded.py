@@ -1,8 +1,11 @@
 """Datasets built from images that ship with installed packages, plus synthetic ones.
 
 Nothing is downloaded: every generator reads files installed with scikit-learn, scikit-image,
-pydicom or nibabel, or computes its images. ``generate(name, kind, seed, **options)`` returns a
-:class:`~intrinsic.cache.RawDataset` at native resolution (resizing happens in ``cache.prepare``).
+pydicom or nibabel, or computes its images. Each is a source type of :data:`intrinsic.sources.SOURCES`,
+called like every reader as ``generator(name, context, seed=..., **options)`` through
+:func:`intrinsic.sources.load_source`, and returns a :class:`~intrinsic.cache.RawDataset` at
+native resolution (resizing happens in ``cache.prepare``). The dispatcher records the options
+and package versions in the provenance; a generator adds what it built from them.
 
 Kinds (see config/README.md, section "Embedded datasets", for every option):
     sklearn_digits      scikit-learn's 8x8 handwritten digits, 10 classes
@@ -13,22 +16,21 @@ Kinds (see config/README.md, section "Embedded datasets", for every option):
     low_rank            rank-r signal on a foreground square, zero background (Zhang et al. 2025)
 
 Every generator is a pure function of (seed, options): it draws only from
-``np.random.default_rng`` streams derived from the seed.
+``np.random.default_rng`` streams derived from the seed (sklearn_digits and lfw_faces are fixed
+sets, on which the seed has no effect).
 """
 
 from __future__ import annotations
 
 import copy
 import functools
-import inspect
 import math
 import os
-from importlib import metadata
-from typing import Callable
 
 import numpy as np
 
-from .cache import DatasetError, RawDataset
+from ..cache import DatasetError, RawDataset
+from .common import ReadContext
 
 # ----------------------------------------------------------------------------------------------
 # Option checking: every message names the dataset and the option.
@@ -73,10 +75,6 @@ def _check_names(name: str, option: str, value, allowed: list[str]) -> list[str]
     if len(set(names)) != len(names):
         raise DatasetError(f"dataset {name!r}: option {option!r} lists a name twice: {names}")
     return names
-
-
-def _versions(*packages: str) -> dict[str, str]:
-    return {package: metadata.version(package) for package in packages}
 
 
 # ----------------------------------------------------------------------------------------------
@@ -142,7 +140,11 @@ def _skimage_file(filename: str) -> str:
 # sklearn_digits
 
 
-def sklearn_digits(name: str, seed: int, classes: list | None = None) -> RawDataset:
+DIGIT_CLASSES = ("0", "1", "2", "3", "4", "5", "6", "7", "8", "9")
+
+
+def sklearn_digits(name: str, context: ReadContext, seed: int = 0, classes: tuple | list = DIGIT_CLASSES
+                   ) -> RawDataset:
     """scikit-learn's 1797 handwritten digits, 8x8, values 0..16 mapped to [0, 1].
 
     The data set is fixed, so ``seed`` has no effect. ``classes`` keeps a subset of the digits,
@@ -150,12 +152,12 @@ def sklearn_digits(name: str, seed: int, classes: list | None = None) -> RawData
     """
     from sklearn.datasets import load_digits
 
-    all_classes = [str(digit) for digit in range(10)]
-    kept = all_classes if classes is None else _check_names(name, "classes", classes, all_classes)
+    _check_int(name, "seed", seed, 0)
+    kept = _check_names(name, "classes", classes, list(DIGIT_CLASSES))
     digits = load_digits()
     targets = np.asarray(digits.target)
     images, labels, groups = [], [], []
-    for index, (image, target) in enumerate(zip(digits.images, targets)):
+    for index, (image, target) in enumerate(zip(digits.images, targets, strict=True)):
         if str(target) in kept:
             images.append((np.asarray(image, dtype=np.float32) / 16.0).clip(0, 1))
             labels.append(kept.index(str(target)))
@@ -167,12 +169,9 @@ def sklearn_digits(name: str, seed: int, classes: list | None = None) -> RawData
         groups=np.asarray(groups),
         classes=kept,
         provenance={
-            "generator": "sklearn_digits",
-            "options": {"classes": kept},
             "source": "sklearn.datasets.load_digits (digits.csv.gz shipped with scikit-learn)",
             "normalization": "value / 16",
             "group": "one per image",
-            "versions": _versions("scikit-learn"),
         },
     )
 
@@ -192,7 +191,7 @@ PHOTO_FILES = {
     "gravel": "gravel.png",
     "moon": "moon.png",
 }
-DEFAULT_PHOTOS = ["astronaut", "camera", "coffee", "chelsea", "rocket", "coins"]
+DEFAULT_PHOTOS = ("astronaut", "camera", "coffee", "chelsea", "rocket", "coins")
 
 
 @functools.lru_cache(maxsize=None)
@@ -206,8 +205,9 @@ def load_photo(photo: str) -> np.ndarray:
     return _readonly(image.astype(np.float32) / 255.0)
 
 
-def photo_patches(name: str, seed: int, photos: list | None = None, n_per_class: int = 200,
-                  patch_fraction: float = 0.25, scale_jitter: float = 1.25, grid: int = 4) -> RawDataset:
+def photo_patches(name: str, context: ReadContext, seed: int = 0, photos: tuple | list = DEFAULT_PHOTOS,
+                  n_per_class: int = 200, patch_fraction: float = 0.25, scale_jitter: float = 1.25,
+                  grid: int = 4) -> RawDataset:
     """Square patches of scikit-image photos; the class is the source photo.
 
     Each patch: a grid cell drawn uniformly, a side of patch_fraction x the photo's shorter side
@@ -215,7 +215,8 @@ def photo_patches(name: str, seed: int, photos: list | None = None, n_per_class:
     among those with the patch centre in that cell. Group ``photo:r{row}c{col}`` (the cell), so
     the split keeps regions of a photo apart. Patches are read-only views into the photo.
     """
-    photos = DEFAULT_PHOTOS if photos is None else _check_names(name, "photos", photos, list(PHOTO_FILES))
+    seed = _check_int(name, "seed", seed, 0)
+    photos = _check_names(name, "photos", photos, list(PHOTO_FILES))
     n_per_class = _check_int(name, "n_per_class", n_per_class, 1)
     patch_fraction = _check_float(name, "patch_fraction", patch_fraction, 0.0, 1.0, low_open=True)
     scale_jitter = _check_float(name, "scale_jitter", scale_jitter, 1.0, 4.0)
@@ -240,14 +241,9 @@ def photo_patches(name: str, seed: int, photos: list | None = None, n_per_class:
         groups=np.asarray(groups),
         classes=list(photos),
         provenance={
-            "generator": "photo_patches",
-            "seed": seed,
-            "options": {"photos": list(photos), "n_per_class": n_per_class, "patch_fraction": patch_fraction,
-                        "scale_jitter": scale_jitter, "grid": grid},
             "source_files": {photo: PHOTO_FILES[photo] for photo in photos},
             "normalization": "value / 255; RGB photos stay RGB, grayscale photos are 2D",
             "group": "photo:r{row}c{col}, the grid cell holding the patch centre",
-            "versions": _versions("scikit-image"),
         },
     )
 
@@ -259,13 +255,14 @@ LFW_FILE = "lfw_subset.npy"
 LFW_N_FACES = 100  # skimage.data.lfw_subset: "100 first images are faces and subsequent 100 are non-faces"
 
 
-def lfw_faces(name: str, seed: int, hflip: bool = True) -> RawDataset:
+def lfw_faces(name: str, context: ReadContext, seed: int = 0, hflip: bool = True) -> RawDataset:
     """scikit-image's LFW subset, 25x25: classes ["non_face", "face"] (label 1 = face).
 
     ``hflip`` adds each image's horizontal mirror with the same group id ``lfw:{index}`` as its
     original, so a mirror never lands on the other side of a split. The data set is fixed, so
     ``seed`` has no effect.
     """
+    _check_int(name, "seed", seed, 0)
     hflip = _check_bool(name, "hflip", hflip)
     stack = np.load(_skimage_file(LFW_FILE), allow_pickle=False).astype(np.float32).clip(0, 1)
     images, labels, groups = [], [], []
@@ -283,13 +280,10 @@ def lfw_faces(name: str, seed: int, hflip: bool = True) -> RawDataset:
         groups=np.asarray(groups),
         classes=["non_face", "face"],
         provenance={
-            "generator": "lfw_faces",
-            "options": {"hflip": hflip},
             "source_files": [LFW_FILE],
             "source_layout": "first 100 faces, last 100 non-faces (scikit-image docs)",
             "normalization": "stored floats in [0, 1], unchanged",
             "group": "lfw:{index}; a mirror image shares its original's group",
-            "versions": _versions("scikit-image"),
         },
     )
 
@@ -414,9 +408,10 @@ def _lesion_center(rng: np.random.Generator, crop: np.ndarray, radius: float) ->
     return int(row) + margin, int(col) + margin
 
 
-def lesion(name: str, seed: int, sources: list | None = None, n_per_class: int = 200,
-           crop_fraction: float = 0.6, scale_jitter: float = 1.25, lesion_radius: float = 0.06,
-           lesion_contrast: float = 0.25, grid: int = 3, max_side: int = 256) -> RawDataset:
+def lesion(name: str, context: ReadContext, seed: int = 0, sources: tuple | list = ("ct_small",),
+           n_per_class: int = 200, crop_fraction: float = 0.6, scale_jitter: float = 1.25,
+           lesion_radius: float = 0.06, lesion_contrast: float = 0.25, grid: int = 3,
+           max_side: int = 256) -> RawDataset:
     """Lesion detection on real anatomy: classes ["no_lesion", "lesion"], n_per_class each.
 
     Each image: a source drawn uniformly, then one of its slices, then a grid cell of that
@@ -427,7 +422,8 @@ def lesion(name: str, seed: int, sources: list | None = None, n_per_class: int =
     foreground pixel. Group ``source:slice:r{row}c{col}``. Sources larger than max_side pixels
     are downscaled first (bounds memory; raise it for image sizes above ~150).
     """
-    sources = ["ct_small"] if sources is None else _check_names(name, "sources", sources, list(LESION_SOURCES))
+    seed = _check_int(name, "seed", seed, 0)
+    sources = _check_names(name, "sources", sources, list(LESION_SOURCES))
     n_per_class = _check_int(name, "n_per_class", n_per_class, 1)
     crop_fraction = _check_float(name, "crop_fraction", crop_fraction, 0.0, 1.0, low_open=True)
     scale_jitter = _check_float(name, "scale_jitter", scale_jitter, 1.0, 4.0)
@@ -478,18 +474,12 @@ def lesion(name: str, seed: int, sources: list | None = None, n_per_class: int =
         groups=np.asarray(groups),
         classes=["no_lesion", "lesion"],
         provenance={
-            "generator": "lesion",
-            "seed": seed,
-            "options": {"sources": list(sources), "n_per_class": n_per_class, "crop_fraction": crop_fraction,
-                        "scale_jitter": scale_jitter, "lesion_radius": lesion_radius,
-                        "lesion_contrast": lesion_contrast, "grid": grid, "max_side": max_side},
             "sources": {source: copy.deepcopy(info) for source, (_, info) in loaded.items()},
             "images_per_source": per_source,
             "lesion": {"profile": "gaussian", "radius": "half width at half maximum, fraction of crop side",
                        "truncation_sd": LESION_TRUNCATION, "added_then_clipped_to": [0, 1]},
             "foreground": {"level": FOREGROUND_LEVEL, "min_crop_fraction": MIN_CROP_FOREGROUND},
             "group": "source:slice:r{row}c{col}, the grid cell of the slice holding the crop centre",
-            "versions": _versions("pydicom", "nibabel", "scikit-image"),
         },
     )
 
@@ -534,7 +524,8 @@ def render_manifold(latents: np.ndarray, basis: dict[str, np.ndarray], native_si
     """
     coords = (np.arange(native_size) + 0.5) / native_size
     v, u = np.meshgrid(coords, coords, indexing="ij")
-    angle = 2 * np.pi * (np.outer(basis["frequencies"][:, 0], v.ravel()) + np.outer(basis["frequencies"][:, 1], u.ravel()))
+    frequencies = basis["frequencies"]
+    angle = 2 * np.pi * (np.outer(frequencies[:, 0], v.ravel()) + np.outer(frequencies[:, 1], u.ravel()))
     angle += basis["phases"][:, None]
     shift = np.pi * np.asarray(latents, dtype=np.float64)
     amplitudes = basis["amplitudes"]
@@ -544,14 +535,15 @@ def render_manifold(latents: np.ndarray, basis: dict[str, np.ndarray], native_si
     return np.clip(images, 0, 1).reshape(len(latents), native_size, native_size).astype(np.float32)
 
 
-def synthetic_manifold(name: str, seed: int, d: int, n_per_class: int = 200, native_size: int = 32,
-                       margin: float = 0.1) -> RawDataset:
+def synthetic_manifold(name: str, context: ReadContext, d: int, seed: int = 0, n_per_class: int = 200,
+                       native_size: int = 32, margin: float = 0.1) -> RawDataset:
     """Images on a d-dimensional manifold; label 1[z_1 > 0.5] with a margin around the boundary.
 
     Latents z ~ Uniform[0, 1]^d, except z_1, which avoids (0.5 - margin/2, 0.5 + margin/2):
     a wider margin separates the classes more (smaller label sharpness K_F). Ground truth in
     provenance: d_true, margin, the basis.
     """
+    seed = _check_int(name, "seed", seed, 0)
     d = _check_int(name, "d", d, 1)
     n_per_class = _check_int(name, "n_per_class", n_per_class, 1)
     native_size = _check_int(name, "native_size", native_size, 8)
@@ -574,9 +566,6 @@ def synthetic_manifold(name: str, seed: int, d: int, n_per_class: int = 200, nat
         groups=np.asarray([f"synthetic:{index}" for index in range(len(labels))]),
         classes=["z1_low", "z1_high"],
         provenance={
-            "generator": "synthetic_manifold",
-            "seed": seed,
-            "options": {"d": d, "n_per_class": n_per_class, "native_size": native_size, "margin": margin},
             "d_true": d,
             "margin": margin,
             "label": "1 if z_1 > 0.5; z_1 avoids (0.5 - margin/2, 0.5 + margin/2)",
@@ -605,8 +594,8 @@ def low_rank_basis(seed: int, rank: int, pixels: int) -> np.ndarray:
     return basis
 
 
-def low_rank(name: str, seed: int, rank: int = 4, n_per_class: int = 200, native_size: int = 32,
-             foreground_fraction: float = 0.25, margin: float = 0.1) -> RawDataset:
+def low_rank(name: str, context: ReadContext, seed: int = 0, rank: int = 4, n_per_class: int = 200,
+             native_size: int = 32, foreground_fraction: float = 0.25, margin: float = 0.1) -> RawDataset:
     """Zhang et al. (2025)'s data model: a rank-``rank`` signal on a foreground region, the rest
     background; label 1[z_1 > 0] with a margin.
 
@@ -619,6 +608,7 @@ def low_rank(name: str, seed: int, rank: int = 4, n_per_class: int = 200, native
     while each direction holds more than 1 - e of the energy (rank below about 1 / (1 - e)).
     ``backgrounds`` holds the explicit mask (True off the square), which the cache stores.
     """
+    seed = _check_int(name, "seed", seed, 0)
     rank = _check_int(name, "rank", rank, 1)
     n_per_class = _check_int(name, "n_per_class", n_per_class, 1)
     native_size = _check_int(name, "native_size", native_size, 8)
@@ -640,7 +630,8 @@ def low_rank(name: str, seed: int, rank: int = 4, n_per_class: int = 200, native
     latents = rng.uniform(-1, 1, size=(len(labels), rank))
     latents[:, 0] = np.where(labels == 1, 1.0, -1.0) * (margin + (1 - margin) * rng.uniform(0, 1, size=len(labels)))
     images = np.zeros((len(labels), native_size, native_size), dtype=np.float64)
-    images[:, start : start + side, start : start + side] = (0.5 + amplitude * latents @ basis.T).reshape(-1, side, side)
+    signal = (0.5 + amplitude * latents @ basis.T).reshape(-1, side, side)
+    images[:, start : start + side, start : start + side] = signal
     background = np.ones((native_size, native_size), dtype=bool)
     background[start : start + side, start : start + side] = False
     background = _readonly(background)
@@ -652,10 +643,6 @@ def low_rank(name: str, seed: int, rank: int = 4, n_per_class: int = 200, native
         classes=["z1_low", "z1_high"],
         backgrounds=[background] * len(labels),
         provenance={
-            "generator": "low_rank",
-            "seed": seed,
-            "options": {"rank": rank, "n_per_class": n_per_class, "native_size": native_size,
-                        "foreground_fraction": foreground_fraction, "margin": margin},
             "rank_true": rank,
             "d_true": rank,
             "margin": margin,
@@ -670,32 +657,3 @@ def low_rank(name: str, seed: int, rank: int = 4, n_per_class: int = 200, native
             "group": "one per image",
         },
     )
-
-
-# ----------------------------------------------------------------------------------------------
-
-GENERATORS: dict[str, Callable[..., RawDataset]] = {
-    "sklearn_digits": sklearn_digits,
-    "photo_patches": photo_patches,
-    "lfw_faces": lfw_faces,
-    "lesion": lesion,
-    "synthetic_manifold": synthetic_manifold,
-    "low_rank": low_rank,
-}
-
-
-def generate(name: str, kind: str, seed: int = 0, **options) -> RawDataset:
-    """Build dataset ``name`` with generator ``kind``; DatasetError for an unknown kind or option."""
-    if kind not in GENERATORS:
-        raise DatasetError(f"dataset {name!r}: unknown source type {kind!r}; valid types: {sorted(GENERATORS)}")
-    seed = _check_int(name, "seed", seed, 0)
-    generator = GENERATORS[kind]
-    parameters = list(inspect.signature(generator).parameters.values())[2:]  # after (name, seed)
-    valid = [parameter.name for parameter in parameters]
-    unknown = sorted(set(options) - set(valid))
-    if unknown:
-        raise DatasetError(f"dataset {name!r}: source type {kind!r} has no option(s) {unknown}; valid options: {valid}")
-    missing = [p.name for p in parameters if p.default is inspect.Parameter.empty and p.name not in options]
-    if missing:
-        raise DatasetError(f"dataset {name!r}: source type {kind!r} needs option(s) {missing}")
-    return generator(name, seed, **options)
