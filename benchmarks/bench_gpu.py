@@ -57,7 +57,8 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "workflow" / "scripts"))
 import intrinsic.training as training
 from intrinsic.io import save_verified
-from intrinsic.models import ARCHITECTURES, build_model, resolve_device
+from intrinsic.devices import resolve_device
+from intrinsic.models import ARCHITECTURES, build_model
 from intrinsic.runs import train_settings
 
 # Dense bf16 tensor-core peaks (TFLOP/s, no sparsity), by whole words of the lower-case CUDA device

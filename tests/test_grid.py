@@ -157,7 +157,7 @@ def test_train_settings_come_from_the_config():
     assert (config.learning_rate, config.batch_size, config.seed) == (2e-5, 6, 3)
     assert config.mode == "until_fit"
     assert train_settings("vgg16", {**TRAINING, "mode": "fixed_epochs"}, seed=3, device="cpu").mode == "fixed_epochs"
-    assert config.device == "auto"  # resolved where it trains: models.resolve_device
+    assert config.device == "auto"  # resolved where it trains: devices.resolve_device
     with pytest.raises(KeyError):
         train_settings("resnet50", {**TRAINING, "model_settings": {}}, seed=0, device="cpu")
 

@@ -70,10 +70,13 @@ def test_code_fields_of_a_git_checkout(checkout):
     assert fields["library_hash"] == library_hash(provenance.PACKAGE_DIR)  # the same sources
 
 
-def test_dirty_flips_with_an_edit_of_a_tracked_file_only(checkout):
+def test_dirty_flips_with_an_edit_of_a_tracked_file_or_a_new_library_file(checkout):
     repo, package = checkout
-    (repo / "notes.txt").write_text("untracked\n")  # untracked files do not make a tree dirty
+    (repo / "notes.txt").write_text("untracked\n")  # untracked files outside the library: not dirty
     assert describe_code(package)["code_dirty"] is False
+    (package / "new_module.py").write_text("x = 1\n")  # a new library file, not yet added: dirty
+    assert describe_code(package)["code_dirty"] is True
+    (package / "new_module.py").unlink()
     (repo / "README.md").write_text("edited\n")  # a tracked file outside the library
     edited = describe_code(package)
     assert edited["code_dirty"] is True and edited["code_commit"] == git(repo, "rev-parse", "HEAD")
@@ -276,7 +279,10 @@ def test_property_records_and_their_tables_carry_the_code(tmp_path, blobs):
     # a record of code before provenance: its rows say so
     write_json(tmp_path / "old.json", {k: v for k, v in record.items() if k not in CODE_FIELDS})
     old, _ = property_tables([tmp_path / "old.json"], [tmp_path / "sharpness.json"])
-    assert old.loc[0, "library_hash"] == "unrecorded" and old.loc[0, "code_dirty"] is None
+    # joined with K_F of the current code: the row is of both, and the table a mix
+    assert set(old.loc[0, "library_hash"].split(";")) == {code_version()["library_hash"], "unrecorded"}
+    _, message = check_code(old, "dataset_properties.csv")
+    assert message is not None and "2 versions" in message
 
 
 def test_invariance_rows_carry_their_record_code():
@@ -309,10 +315,12 @@ def test_run_records_and_grid_tables_carry_the_code(tmp_path, squares):
         row["model"] = "other"
     write_json(tmp_path / "other.json", other)
     runs, attacks, epochs = grid_tables([tmp_path / "evaluation.json", tmp_path / "other.json"], splits)
+    current = code_version()["library_hash"]
     for table in (runs, attacks, epochs):
         assert list(table.columns[-4:]) == list(CODE_FIELDS)
         by_model = table.groupby("model")["library_hash"].unique().to_dict()
-        assert {m: list(h) for m, h in by_model.items()} == {"resnet18": [code_version()["library_hash"]],
-                                                               "other": [B["library_hash"]]}
+        # the other run's row: its own code and that of the properties joined onto it
+        assert {m: [set(h.split(";")) for h in hashes] for m, hashes in by_model.items()} == {
+            "resnet18": [{current}], "other": [{B["library_hash"], current}]}
     _, message = check_code(runs, "runs.csv")
     assert message.startswith("runs.csv: its 2 row(s) come from 2 versions") and "model=other" in message

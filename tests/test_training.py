@@ -587,7 +587,7 @@ def test_a_stop_signal_writes_the_checkpoint_at_the_end_of_the_epoch_and_raises(
 
 
 def test_one_device_resolver_for_every_device_option():
-    from intrinsic.models import resolve_device
+    from intrinsic.devices import resolve_device
 
     model = torch.nn.Linear(2, 2)
     assert resolve_device(None) == torch.device("cpu")

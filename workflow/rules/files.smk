@@ -15,6 +15,7 @@ import sys
 import tempfile
 from pathlib import Path
 
+from snakemake import __version__ as SNAKEMAKE_VERSION
 from snakemake.exceptions import WorkflowError
 from snakemake.sourcecache import HostingProviderFile, LocalGitFile, LocalSourceFile
 
@@ -28,7 +29,13 @@ def module_commit(basedir):
     if isinstance(basedir, LocalGitFile):
         return git.Repo(basedir.repo_path).commit(basedir.ref)
     if isinstance(basedir, HostingProviderFile):
-        # Snakemake's own clone of the hosted repository, the one it read this file from.
+        # Snakemake's own clone of the hosted repository, the one it read this file from (its API
+        # for that arrived in Snakemake 9; tests/test_deploy.py runs it).
+        if not hasattr(basedir, "fetch_if_required"):
+            raise WorkflowError(
+                "using this workflow as a github(...)/gitlab(...) module needs Snakemake >= 9.27 "
+                f"(this is {SNAKEMAKE_VERSION}); or run it from a checkout"
+            )
         basedir.cache_path = workflow.sourcecache.cache_path
         basedir.fetch_if_required()
         return basedir.hosted_repo.repo.commit(basedir.ref)

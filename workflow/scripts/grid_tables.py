@@ -10,7 +10,7 @@ with logged(snakemake.log[0], "grid_tables") as log:
     out = snakemake.output
     runs, attacks, epochs = grid_tables(snakemake.input.runs, pd.read_csv(snakemake.input.properties))
     for name, table in (("runs", runs), ("attacks", attacks), ("epochs", epochs)):
-        write_table(table, out[name], log)
-        write_parquet(table, out[f"{name}_parquet"])
+        written = write_table(table, out[name], log)
+        write_parquet(written, out[f"{name}_parquet"])
     log.info("%d runs (%d fitted), %d attack rows, %d epoch rows", len(runs), int(runs["fitted"].sum()),
              len(attacks), len(epochs))

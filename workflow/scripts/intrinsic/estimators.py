@@ -33,6 +33,8 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
+from .devices import resolve_device
+
 # Pairs with squared distance below this fraction of |a|^2 + |b|^2 (centred) get an exact
 # float64 recomputation: float32 products err by at most ~eps32 * sqrt(features) of |a||b|
 # (2e-6 at 784 features, 2e-5 at 150528; measured at most 1.1e-6 of |a|^2 + |b|^2, see
@@ -173,7 +175,7 @@ def _prepare(X, row_block: int | None, feature_chunk: int | None, device, float3
     """Flattened data, its scale, the centred float32 data and the row block."""
     flat, scale = _flatten(X)
     n, n_features = flat.shape
-    device = torch.device(device or "cpu")
+    device = resolve_device(device)
     row_block = default_row_block(n) if row_block is None else int(min(max(row_block, 1), n))
     if feature_chunk is None:
         feature_chunk = min(DEFAULT_FEATURE_CHUNK, max(64, FEATURE_CHUNK_BUDGET // (4 * n)))

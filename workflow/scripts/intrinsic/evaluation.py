@@ -36,7 +36,8 @@ from torch import nn
 
 from .attacked import encode_image, select_examples
 from .estimators import intrinsic_dimension
-from .models import eval_mode, representations, resolve_device
+from .devices import resolve_device
+from .models import eval_mode, representations
 from .rank import first_conv_weight_matrix, rank_summary
 
 ATTACKS = ("fgsm", "pgd")
@@ -44,7 +45,7 @@ ATTACKS = ("fgsm", "pgd")
 
 # --------------------------------------------------------------------------------------- helpers
 def _on_device(model: nn.Module, device) -> torch.device:
-    """The resolved device (models.resolve_device; None = where the model is), the model moved there."""
+    """The resolved device (devices.resolve_device; None = where the model is), the model moved there."""
     device = resolve_device(device, model)
     model.to(device)
     return device

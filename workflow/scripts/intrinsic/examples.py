@@ -14,6 +14,7 @@ import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
 
+from . import grid
 from .attacked import RECORD_KEY, decode_image, on_255_scale
 from .cache import load_cache
 from .figures import save_figure
@@ -133,7 +134,7 @@ def figure_attacked_examples(rows: list[dict], png: str | os.PathLike, pdf: str 
                     _show(ax, 0.5 + change / (2 * eps_255), scale=1.0)
                 ax.set_title(f"difference\n(±{eps_255:g}/255)", fontsize=6.5)
             summary.append({
-                **{key: run.get(key) for key in ("dataset", "domain", "model", "noise", "variant", "n_train", "seed")},
+                **{key: run.get(key) for key in ("domain", *grid.AXIS_TYPES)},
                 "test_index": int(example["test_index"]), "cache_index": int(example["cache_index"]),
                 "true_class": true, "clean_prediction": _class_name(classes, clean_k),
                 "clean_probability": float(example["clean_probability"]),

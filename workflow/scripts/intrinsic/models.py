@@ -18,6 +18,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
+from .devices import resolve_device
 from .io import ArtefactError, load_verified, rebuild_hint, save_verified
 from torchvision import models as tv_models
 
@@ -89,34 +90,6 @@ def _with_in_channels(conv: nn.Conv2d, in_channels: int) -> nn.Conv2d:
                      bias=conv.bias is not None)
 
 
-def model_device(model: nn.Module) -> torch.device:
-    """The device of the model's parameters (or buffers); CPU for a model with neither."""
-    for tensor in model.parameters():
-        return tensor.device
-    for tensor in model.buffers():
-        return tensor.device
-    return torch.device("cpu")
-
-
-def resolve_device(device: str | torch.device | None = None, model: nn.Module | None = None) -> torch.device:
-    """The one meaning of a device option everywhere (config ``training.device``, training, evaluation).
-
-    None: the model's device when a model is given, else the CPU. "auto": CUDA when there is a GPU,
-    else the CPU. Otherwise "cpu" or "cuda[:N]" (or a torch.device); CUDA without a GPU is an error
-    rather than a silent fallback, so a cluster job on a node without a GPU fails loudly.
-    """
-    if device is None:
-        return model_device(model) if model is not None else torch.device("cpu")
-    if device == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    resolved = torch.device(device)
-    if resolved.type not in ("cpu", "cuda"):
-        raise ValueError(f"device must be 'auto', 'cpu' or 'cuda[:N]', got {device!r}")
-    if resolved.type == "cuda" and not torch.cuda.is_available():
-        raise RuntimeError(f"device {device!r} requested but CUDA is not available")
-    return resolved
-
-
 @contextmanager
 def eval_mode(model: nn.Module):
     """Run the block with the model in eval mode; restore its previous mode afterwards."""
@@ -182,7 +155,7 @@ def representations(model: nn.Module, images: torch.Tensor, batch_size: int = 25
         captured.append((inputs[0] if take_input else output).flatten(1).to("cpu", torch.float32, copy=True))
 
     hook = module.register_forward_hook(capture)
-    device = model_device(model)
+    device = resolve_device(None, model)
     try:
         with eval_mode(model):
             for start in range(0, len(images), batch_size):

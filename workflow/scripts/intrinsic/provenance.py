@@ -7,7 +7,8 @@ fields, flat so that tables copy them into columns:
     code_version   intrinsic.__version__
     code_commit    the git commit of the checkout the library was imported from; "unknown" when
                    it is not one (a deployed module, an installed wheel) or git is missing
-    code_dirty     whether tracked files of that checkout differ from the commit; None: unknown
+    code_dirty     whether tracked files of that checkout differ from the commit, or the library
+                   folder holds files git does not track (and does not ignore); None: unknown
     library_hash   "sha256:" and 16 hex digits of the library's own source: every *.py under the
                    package folder, subpackages included, by path and content
 
@@ -29,7 +30,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from . import __version__
+from . import __version__, grid
 
 if TYPE_CHECKING:  # pandas is imported where tables are handled: code_version() stays light
     import pandas as pd
@@ -42,8 +43,7 @@ SEPARATOR = ";"
 GIT_TIMEOUT_S = 10.0
 PACKAGE_DIR = Path(__file__).resolve().parent
 # The columns a derived table's row shares with the rows it was computed from (stamp_code).
-GROUP_KEYS = ("group", "domain", "dataset", "classes", "model", "noise", "variant", "n_train", "seed", "attack",
-              "eps_255", "pass", "resolution", "channels")
+GROUP_KEYS = ("group", "domain", *grid.AXIS_TYPES, "classes", "attack", "eps_255", "pass", "resolution", "channels")
 RERUN_HINT = ("Snakemake does not rerun results when only the library (workflow/scripts/intrinsic/) changed; "
               "README.md, 'Rerunning after a library change', says how to rerun the rows of other code")
 
@@ -95,7 +95,11 @@ def checkout_state(package_dir: str | os.PathLike = PACKAGE_DIR) -> tuple[str, b
     if not head or not head.strip():
         return UNKNOWN, None
     status = _git(directory, "status", "--porcelain", "--untracked-files=no")
-    return head.strip(), None if status is None else bool(status.strip())
+    # A new library file not yet added to git changes the code as much as an edited one.
+    untracked = _git(directory, "status", "--porcelain", "--untracked-files=all", "--", ".")
+    if status is None or untracked is None:
+        return head.strip(), None
+    return head.strip(), bool(status.strip() or untracked.strip())
 
 
 def describe_code(package_dir: str | os.PathLike = PACKAGE_DIR, version: str = __version__) -> dict:
@@ -263,6 +267,25 @@ def _joined(versions: Iterable[tuple[str, ...]]) -> dict:
         fields["code_dirty"] = {"True": True, "False": False}.get(fields["code_dirty"])
         return fields
     return {field: SEPARATOR.join(version[i] for version in versions) for i, field in enumerate(CODE_FIELDS)}
+
+
+def join_code(table: pd.DataFrame, other: pd.DataFrame, prefix: str) -> pd.DataFrame:
+    """``table``, whose rows were joined with rows of another table that brought their code fields
+    as ``prefix`` + field: each row's code fields then cover the versions of both (a run of new
+    code joined with properties of old code is a mix), and the prefixed columns are dropped.
+    ``other`` is that other table, for its name in errors only."""
+    theirs = [prefix + field for field in CODE_FIELDS]
+    missing = [column for column in theirs if column not in table.columns]
+    if missing:
+        raise ValueError(f"join_code: the joined rows lack the code columns {missing} of {other.shape[0]} rows")
+    own = with_code_columns(table.drop(columns=theirs))
+    joined_rows = table[theirs].rename(columns=dict(zip(theirs, CODE_FIELDS, strict=True)))
+    stamped = [_joined(set(_versions_of_row(a)) | set(_versions_of_row(b)))
+               for a, b in zip(own[list(CODE_FIELDS)].to_dict("records"), joined_rows.to_dict("records"),
+                               strict=True)]
+    for field in CODE_FIELDS:
+        own[field] = [fields[field] for fields in stamped] if stamped else pd.Series(dtype=object)
+    return own
 
 
 def stamp_code(table: pd.DataFrame, sources: pd.DataFrame | Sequence[pd.DataFrame],

@@ -61,7 +61,7 @@ def train_settings(model: str, training: dict, seed: int, device: str) -> TrainC
         fit_threshold=float(training["fit_threshold"]),
         fit_patience=int(training["fit_patience"]),
         seed=int(seed),
-        device=device,  # as configured ("auto" included): training resolves it (models.resolve_device)
+        device=device,  # as configured ("auto" included): training resolves it (devices.resolve_device)
         bf16=bool(training["bf16"]),
         vgg_pool_size=int(training["vgg_pool_size"]),
     )

@@ -10,7 +10,7 @@ import pandas as pd
 
 from . import grid
 from .io import atomic_write, read_json
-from .provenance import CODE_FIELDS, recorded_code, stamp_code, warn_mixed_code, with_code_columns
+from .provenance import CODE_FIELDS, join_code, recorded_code, stamp_code, warn_mixed_code, with_code_columns
 
 
 def numeric_column(table: pd.DataFrame, column: str, what: str = "") -> pd.Series:
@@ -68,14 +68,16 @@ def property_tables(split_paths: list[str | os.PathLike], sharpness_paths: list[
         rows += [{**pair, **recorded_code(pair)} for pair in pairs]
     sharpness = pd.DataFrame(rows, columns=SHARPNESS_COLUMNS + list(CODE_FIELDS))
     sharpness = sharpness.sort_values(["dataset", "pair_index"], kind="stable").reset_index(drop=True)
-    joined = splits.merge(sharpness[PAIR_KEYS + SHARPNESS_ON_SPLITS], on=PAIR_KEYS, how="left",
-                          validate="many_to_one", indicator=True)
+    pair_code = sharpness[PAIR_KEYS + SHARPNESS_ON_SPLITS + list(CODE_FIELDS)].rename(
+        columns={field: "sharpness_" + field for field in CODE_FIELDS})
+    joined = splits.merge(pair_code, on=PAIR_KEYS, how="left", validate="many_to_one", indicator=True)
     orphans = joined[joined.pop("_merge") != "both"]
     if len(orphans):
         first = orphans.iloc[0]
         raise ValueError(f"{len(orphans)} split(s) have no label sharpness of their class pair, e.g. "
                          f"dataset {first['dataset']!r} classes {first['classes']!r} (seed {first['seed']}); "
                          "rerun rule label_sharpness for that dataset")
+    joined = join_code(joined, sharpness, "sharpness_")  # a split's row: its own code and its K_F's
     position = SPLIT_PROPERTY_COLUMNS.index("d_twonn") + 1
     order = SPLIT_PROPERTY_COLUMNS[:position] + SHARPNESS_ON_SPLITS + SPLIT_PROPERTY_COLUMNS[position:]
     return joined[order + list(CODE_FIELDS)], sharpness
@@ -107,6 +109,8 @@ JOINED_PROPERTIES = ["classes", "d_mle", "d_twonn", "data_energy_rank", "data_ef
 # Run columns repeated on every attack row, so attacks.csv stands on its own.
 RUN_COLUMNS_ON_ATTACKS = ["domain", "fitted", "test_loss", "test_accuracy", "d_repr_twonn",
                           "d_repr_mle", "jacobian_norm"]
+
+
 def typed_axes(table: pd.DataFrame, axes, where: str) -> pd.DataFrame:
     """The grid-axis columns ``axes`` of ``table`` cast to their types (intrinsic.grid): wildcards
     and CSV round trips arrive as strings or as the wrong numeric type."""
@@ -139,12 +143,15 @@ def grid_tables(evaluation_paths: list[str | os.PathLike],
     attacks = typed_axes(attacks, run_keys, "attack rows of the evaluation records")
     epochs = typed_axes(epochs, run_keys, "epoch rows of the evaluation records")
     properties = typed_axes(properties, SPLIT_KEYS, "dataset properties")
-    joined = properties[SPLIT_KEYS + JOINED_PROPERTIES]
+    properties = with_code_columns(properties)
+    joined = properties[SPLIT_KEYS + JOINED_PROPERTIES + list(CODE_FIELDS)].rename(
+        columns={field: "properties_" + field for field in CODE_FIELDS})
     runs = runs.merge(joined, on=SPLIT_KEYS, how="left", validate="many_to_one", indicator=True)
     orphans = runs[runs.pop("_merge") != "both"]
     if len(orphans):
         raise ValueError(f"{len(orphans)} runs have no dataset properties, e.g. "
                          f"{orphans[SPLIT_KEYS].iloc[0].to_dict()}")
+    runs = join_code(runs, properties, "properties_")  # a run's row: its own code and its properties'
     code = list(CODE_FIELDS)  # last, and copied onto the run's attack and epoch rows
     order = run_keys + [c for c in runs.columns if c not in run_keys + code] + code
     runs = runs[order].sort_values(run_keys, kind="stable").reset_index(drop=True)

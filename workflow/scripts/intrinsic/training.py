@@ -92,7 +92,8 @@ from torch import nn
 from .cache import checksum
 from .evaluation import evaluate
 from .io import ArtefactError, load_verified, save_verified
-from .models import initial_model, resolve_device
+from .devices import resolve_device
+from .models import initial_model
 
 # 3: + "sample_correct" (per-sample correctness, bit-packed, or None) and "eval_fingerprint".
 CHECKPOINT_FORMAT = 3

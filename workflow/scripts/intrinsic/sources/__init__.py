@@ -141,7 +141,8 @@ def _check_options(name: str, kind: str, source_type: SourceType, options: dict)
 
 def _configured(kind: str, source_type: SourceType, options: dict) -> dict:
     """The provenance every type shares: type, every option as configured with defaults filled
-    in (paths as given, so no absolute path of the user's folders), the salt reduced to
+    in (paths as given in the config: a relative path stays relative, an absolute data root is
+    recorded as written; no file below it is named), the salt reduced to
     default/custom, and the versions of numpy and the type's packages."""
     parameters = source_options(source_type)
     shown = {p.name: options.get(p.name, p.default) for p in parameters if p.name != "group_salt"}
