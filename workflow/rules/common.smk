@@ -1,3 +1,4 @@
+import itertools
 import math
 import os
 import re
@@ -342,7 +343,8 @@ def figure(name, category, key="figure"):
 
 def final_outputs():
     """The default target's inputs: the dataset properties and Fig. 1, the grid's tables, fits,
-    Table 1 and Figs. 2-5, and the studies and appendix experiments the config asks for."""
+    Table 1 and Figs. 2-5, which code the tables came from (code_versions.csv), and the studies and
+    appendix experiments the config asks for."""
     return [
         *rules.dataset_properties_table.output,
         *rules.figure_dataset_properties.output,
@@ -350,6 +352,7 @@ def final_outputs():
         *rules.scaling_fits.output,
         *rules.sharpness_robustness.output,
         *rules.generalization_figures.output,
+        *rules.code_versions.output,
         *study_outputs(),
         *appendix_outputs(),
     ]
@@ -357,9 +360,8 @@ def final_outputs():
 
 def study_outputs():
     """Outputs of the studies (rules in analysis.smk) a grid can answer: the noise study needs two
-    noise levels, the variant study two variants; sensitivity vs generalization any grid; and
-    code_versions.csv, which code the records of the tables came from (every grid)."""
-    outputs = list(rules.sensitivity_study.output) + list(rules.code_versions.output)
+    noise levels, the variant study two variants; sensitivity vs generalization any grid."""
+    outputs = list(rules.sensitivity_study.output)
     if len(AXES["noise"].values) > 1:
         outputs += list(rules.noise_rank_study.output)
     if len(AXES["variant"].values) > 1:
@@ -402,11 +404,10 @@ def appendix_outputs():
 
 
 def status_runs(wildcards):
-    """Every run of the grid as its wildcards, in the grid's own enumeration (run_records), for
+    """Every run of the grid as its wildcards, in the order of run_records (expand's product), for
     rule status (status.smk); a function, so that only a DAG holding the status job spends the
     time on it."""
-    fields = "\t".join(f"{{{name}}}" for name in RUN_AXES)
-    return [dict(zip(RUN_AXES, line.split("\t"))) for line in run_records(fields)]
+    return [dict(zip(RUN_AXES, texts)) for texts in itertools.product(*RUN_AXES.values())]
 
 
 def status_live_windows():

@@ -39,6 +39,8 @@ CODE_FIELDS = ("code_version", "code_commit", "code_dirty", "library_hash")
 UNKNOWN = "unknown"
 # The code fields of a record written before records carried them: old code, by definition.
 UNRECORDED = "unrecorded"
+# What a record of old code holds in place of each field (code_dirty: unknown).
+UNRECORDED_FIELDS = {field: None if field == "code_dirty" else UNRECORDED for field in CODE_FIELDS}
 SEPARATOR = ";"
 GIT_TIMEOUT_S = 10.0
 PACKAGE_DIR = Path(__file__).resolve().parent
@@ -155,7 +157,7 @@ def with_code_columns(table: pd.DataFrame) -> pd.DataFrame:
         return table
     table = table.copy()
     for field in missing:
-        table[field] = None if field == "code_dirty" else UNRECORDED
+        table[field] = UNRECORDED_FIELDS[field]
     for field in CODE_FIELDS:
         if unrecorded and field != "code_dirty":
             table[field] = table[field].astype(object)
@@ -166,12 +168,12 @@ def with_code_columns(table: pd.DataFrame) -> pd.DataFrame:
 def recorded_code(record: Mapping) -> dict:
     """The code fields of one record; those it lacks (written before records carried them) as in
     :func:`with_code_columns`."""
-    return {field: record.get(field, None if field == "code_dirty" else UNRECORDED) for field in CODE_FIELDS}
+    return {field: record.get(field, UNRECORDED_FIELDS[field]) for field in CODE_FIELDS}
 
 
 def _versions_of_row(row: Mapping) -> list[tuple[str, ...]]:
     """The versions of one row: one, or several of an aggregated row (fields joined by ";")."""
-    texts = [_text(field, row.get(field, UNRECORDED if field != "code_dirty" else None)) for field in CODE_FIELDS]
+    texts = [_text(field, row.get(field, UNRECORDED_FIELDS[field])) for field in CODE_FIELDS]
     parts = [text.split(SEPARATOR) for text in texts]
     count = max(len(p) for p in parts)
     if count > 1 and all(len(p) in (1, count) for p in parts):
@@ -269,23 +271,29 @@ def _joined(versions: Iterable[tuple[str, ...]]) -> dict:
     return {field: SEPARATOR.join(version[i] for version in versions) for i, field in enumerate(CODE_FIELDS)}
 
 
-def join_code(table: pd.DataFrame, other: pd.DataFrame, prefix: str) -> pd.DataFrame:
+def _with_fields(table: pd.DataFrame, stamped: list[dict]) -> pd.DataFrame:
+    """``table`` with the code fields of each row set to ``stamped`` (one dict per row)."""
+    import pandas as pd
+
+    for field in CODE_FIELDS:
+        table[field] = [fields[field] for fields in stamped] if stamped else pd.Series(dtype=object)
+    return table
+
+
+def join_code(table: pd.DataFrame, prefix: str) -> pd.DataFrame:
     """``table``, whose rows were joined with rows of another table that brought their code fields
     as ``prefix`` + field: each row's code fields then cover the versions of both (a run of new
-    code joined with properties of old code is a mix), and the prefixed columns are dropped.
-    ``other`` is that other table, for its name in errors only."""
+    code joined with properties of old code is a mix), and the prefixed columns are dropped."""
     theirs = [prefix + field for field in CODE_FIELDS]
     missing = [column for column in theirs if column not in table.columns]
     if missing:
-        raise ValueError(f"join_code: the joined rows lack the code columns {missing} of {other.shape[0]} rows")
+        raise ValueError(f"join_code: the joined rows lack the code columns {missing}")
     own = with_code_columns(table.drop(columns=theirs))
     joined_rows = table[theirs].rename(columns=dict(zip(theirs, CODE_FIELDS, strict=True)))
     stamped = [_joined(set(_versions_of_row(a)) | set(_versions_of_row(b)))
                for a, b in zip(own[list(CODE_FIELDS)].to_dict("records"), joined_rows.to_dict("records"),
                                strict=True)]
-    for field in CODE_FIELDS:
-        own[field] = [fields[field] for fields in stamped] if stamped else pd.Series(dtype=object)
-    return own
+    return _with_fields(own, stamped)
 
 
 def stamp_code(table: pd.DataFrame, sources: pd.DataFrame | Sequence[pd.DataFrame],
@@ -325,9 +333,7 @@ def stamp_code(table: pd.DataFrame, sources: pd.DataFrame | Sequence[pd.DataFram
                     found.update(versions[position])
             cache[signature] = _joined(found) if found else _joined([(UNKNOWN,) * len(CODE_FIELDS)])
         stamped.append(cache[signature])
-    for field in CODE_FIELDS:
-        out[field] = [fields[field] for fields in stamped] if stamped else pd.Series(dtype=object)
-    return out
+    return _with_fields(out, stamped)
 
 
 def code_versions_table(tables: Mapping[str, pd.DataFrame], current: Mapping | None = None) -> pd.DataFrame:

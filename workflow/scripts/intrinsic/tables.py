@@ -77,7 +77,7 @@ def property_tables(split_paths: list[str | os.PathLike], sharpness_paths: list[
         raise ValueError(f"{len(orphans)} split(s) have no label sharpness of their class pair, e.g. "
                          f"dataset {first['dataset']!r} classes {first['classes']!r} (seed {first['seed']}); "
                          "rerun rule label_sharpness for that dataset")
-    joined = join_code(joined, sharpness, "sharpness_")  # a split's row: its own code and its K_F's
+    joined = join_code(joined, "sharpness_")  # a split's row: its own code and its K_F's
     position = SPLIT_PROPERTY_COLUMNS.index("d_twonn") + 1
     order = SPLIT_PROPERTY_COLUMNS[:position] + SHARPNESS_ON_SPLITS + SPLIT_PROPERTY_COLUMNS[position:]
     return joined[order + list(CODE_FIELDS)], sharpness
@@ -151,7 +151,7 @@ def grid_tables(evaluation_paths: list[str | os.PathLike],
     if len(orphans):
         raise ValueError(f"{len(orphans)} runs have no dataset properties, e.g. "
                          f"{orphans[SPLIT_KEYS].iloc[0].to_dict()}")
-    runs = join_code(runs, properties, "properties_")  # a run's row: its own code and its properties'
+    runs = join_code(runs, "properties_")  # a run's row: its own code and its properties'
     code = list(CODE_FIELDS)  # last, and copied onto the run's attack and epoch rows
     order = run_keys + [c for c in runs.columns if c not in run_keys + code] + code
     runs = runs[order].sort_values(run_keys, kind="stable").reset_index(drop=True)
