@@ -103,3 +103,19 @@ def sbatch_calls(output: str) -> list[str]:
     as "sbatch call: ...", an array's as "call with array: ..."."""
     return [line.split("--wrap")[0] for line in output.splitlines()
             if line.startswith(("sbatch call:", "call with array:"))]
+
+
+# ------------------------------------------------------------------- git for test repositories
+
+# No user or system git settings (signing, hooks, default branch) and a fixed identity, so a
+# test repository commits the same on every machine; GIT_* of the caller (a GIT_DIR) left out.
+GIT_ENV = {"GIT_CONFIG_GLOBAL": os.devnull, "GIT_CONFIG_NOSYSTEM": "1", "GIT_AUTHOR_NAME": "test",
+           "GIT_AUTHOR_EMAIL": "test@example.org", "GIT_COMMITTER_NAME": "test",
+           "GIT_COMMITTER_EMAIL": "test@example.org"}
+
+
+def git(folder, *args: str) -> str:
+    """git ``args`` in ``folder`` (checked); its stdout, stripped."""
+    env = {key: value for key, value in os.environ.items() if not key.startswith("GIT_")} | GIT_ENV
+    return subprocess.run(["git", "-c", "init.defaultBranch=main", *args], cwd=folder, env=env, check=True,
+                          capture_output=True, text=True).stdout.strip()

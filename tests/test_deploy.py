@@ -13,18 +13,11 @@ from pathlib import Path
 
 import pytest
 
-from helpers import job_counts, snakemake
+from helpers import git, job_counts, snakemake
 
 TAG = "v-test"
 OWNER_REPO = "testowner/intrinsic-workflow"
 SNAKEDEPLOY = Path(sys.executable).parent / "snakedeploy"
-# No user or system git settings (signing, hooks), and a fixed identity for the commit.
-GIT = ["git", "-c", "user.name=test", "-c", "user.email=test@example.org", "-c", "commit.gpgsign=false",
-       "-c", "tag.gpgsign=false", "-c", "init.defaultBranch=main"]
-
-
-def git(*args, cwd):
-    subprocess.run([*GIT, *args], cwd=cwd, check=True, capture_output=True, text=True)
 
 
 @pytest.fixture(scope="module")
@@ -37,10 +30,10 @@ def tagged_repo(repo, tmp_path_factory) -> Path:
         if name and (repo / name).is_file():  # a tracked file deleted in the working tree is left out
             (clone / name).parent.mkdir(parents=True, exist_ok=True)
             shutil.copy2(repo / name, clone / name)
-    git("init", "-q", cwd=clone)
-    git("add", "-A", cwd=clone)
-    git("commit", "-q", "-m", "deploy test", cwd=clone)
-    git("tag", TAG, cwd=clone)
+    git(clone, "init", "-q")
+    git(clone, "add", "-A")
+    git(clone, "commit", "-q", "-m", "deploy test")
+    git(clone, "tag", TAG)
     return clone
 
 
@@ -83,7 +76,7 @@ def test_snakedeploy_github_module_runs_offline_on_its_own_library(repo, tagged_
     jobs, and a real job (decoding an embedded dataset from data/*.npz, which only a module's
     exported files hold) imports the module's library, not the decoy."""
     remote = tmp_path / "remote" / "github.com" / OWNER_REPO
-    git("clone", "-q", "--bare", str(tagged_repo), str(remote), cwd=tmp_path)
+    git(tmp_path, "clone", "-q", "--bare", str(tagged_repo), str(remote))
     dest = tmp_path / "deployed"
     declaration = deploy(remote.as_uri(), dest)
     assert f'github("{OWNER_REPO}", path="workflow/Snakefile", tag="{TAG}")' in declaration, declaration
@@ -91,8 +84,8 @@ def test_snakedeploy_github_module_runs_offline_on_its_own_library(repo, tagged_
     assert (dest / "profiles" / "default" / "config.yaml").is_file()
 
     snakemake_cache = Path(module_env["XDG_CACHE_HOME"]) / "snakemake" / "snakemake" / "source-cache"
-    git("clone", "-q", "--bare", str(tagged_repo), str(snakemake_cache / "snakemake-git-cache" / "github.com"
-                                                        / OWNER_REPO), cwd=tmp_path)
+    git(tmp_path, "clone", "-q", "--bare", str(tagged_repo),
+        str(snakemake_cache / "snakemake-git-cache" / "github.com" / OWNER_REPO))
     snakefile = dest / "workflow" / "Snakefile"
     planned = job_counts(snakemake(snakefile, dest, "-n", "--quiet", "rules", env=module_env).stdout)
     assert planned == checkout_jobs

@@ -3,7 +3,6 @@
 import hashlib
 import json
 import logging
-import os
 import shutil
 import subprocess
 import time
@@ -12,6 +11,7 @@ import pandas as pd
 import pytest
 
 # The helpers of the modules that already run these functions on tiny inputs.
+from helpers import git
 from test_grid import TRAINING as GRID_TRAINING, run_once, write_squares
 from test_properties import blob_images
 
@@ -30,15 +30,6 @@ from intrinsic.io import write_json
 # One epoch is enough to write the records.
 TRAINING = {**GRID_TRAINING, "max_epochs": 1}
 
-# git for the test repositories only: no user or system configuration read or written.
-GIT_ENV = {"GIT_CONFIG_GLOBAL": os.devnull, "GIT_CONFIG_NOSYSTEM": "1", "GIT_AUTHOR_NAME": "t",
-           "GIT_AUTHOR_EMAIL": "t@example.org", "GIT_COMMITTER_NAME": "t", "GIT_COMMITTER_EMAIL": "t@example.org"}
-
-
-def git(folder, *args):
-    env = {k: v for k, v in os.environ.items() if not k.startswith("GIT_")} | GIT_ENV
-    return subprocess.run(["git", *args], cwd=folder, env=env, check=True, capture_output=True,
-                          text=True).stdout.strip()
 
 
 def package_copy(folder):
