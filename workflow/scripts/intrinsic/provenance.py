@@ -276,7 +276,12 @@ def _with_fields(table: pd.DataFrame, stamped: list[dict]) -> pd.DataFrame:
     import pandas as pd
 
     for field in CODE_FIELDS:
-        table[field] = [fields[field] for fields in stamped] if stamped else pd.Series(dtype=object)
+        values = [fields[field] for fields in stamped]
+        if field == "code_dirty" and any(isinstance(value, str) for value in values):
+            # a mix of versions joins code_dirty as text ("False;True"): then the whole column is
+            # text, not bools and strings in one column, which Parquet cannot store
+            values = [_text(field, value) for value in values]
+        table[field] = values if stamped else pd.Series(dtype=object)
     return table
 
 
